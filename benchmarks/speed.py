@@ -1,0 +1,221 @@
+"""Speed and memory suite: seconds per epoch, per full evaluation, peak memory, throughput.
+
+Each (model, dataset) pair runs in its own subprocess so that its peak memory is its own.
+Results go to a JSON file and a Markdown table with the machine's description::
+
+    python -m benchmarks.speed                         # all models, tiktok + movielens + baby
+    python -m benchmarks.speed --models lightgcn --datasets tiktok --epochs 5
+    python -m benchmarks.speed --device cuda            # on a GPU machine
+    python -m benchmarks.speed --quick                  # smoke run (what the tests execute)
+
+Timings are medians over ``--epochs`` measured epochs after one warm-up epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("MMGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
+DATASETS = {
+    "tiktok": "tiktok",
+    "movielens-small": str(SHARED / "movielens-small"),
+    "baby": str(SHARED / "baby"),
+}
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(
+    model_name: str, dataset_ref: str, device: str, epochs: int, max_batches: int | None
+) -> dict[str, Any]:
+    """Time one model on one dataset in this process."""
+    import torch
+
+    from mmgraph.data import load_dataset
+    from mmgraph.eval import Evaluator
+    from mmgraph.models import get_model
+    from mmgraph.train import resolve_config, seed_everything
+
+    dataset = load_dataset(dataset_ref)
+    model_cls = get_model(model_name)
+    run = resolve_config(model_cls, [("benchmark", {"device": device})])
+    seed_everything(0)
+    model = model_cls.from_dataset(dataset, **run.hparams).to(device)
+    optimizers = model.configure_optimizers(run.train.lr, run.train.weight_decay)
+    generator = torch.Generator().manual_seed(0)
+    sampler = model.make_sampler(dataset, run.train.batch_size, generator, torch.device(device))
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    def one_epoch(epoch: int) -> tuple[float, int]:
+        model.train()
+        model.on_epoch_start(epoch)
+        _sync(device)
+        started = time.perf_counter()
+        batches = 0
+        for batch in sampler:
+            model.training_step(batch, optimizers)
+            batches += 1
+            if max_batches is not None and batches >= max_batches:
+                break
+        _sync(device)
+        return time.perf_counter() - started, batches
+
+    one_epoch(0)  # warm-up
+    epoch_times, batches = [], 0
+    for epoch in range(1, epochs + 1):
+        seconds, batches = one_epoch(epoch)
+        epoch_times.append(seconds)
+    evaluator = Evaluator(dataset, ks=run.train.ks, batch_size=run.train.eval_batch_size)
+    eval_times = []
+    for _ in range(max(2, epochs)):
+        _sync(device)
+        started = time.perf_counter()
+        evaluator.evaluate(model, "valid")
+        _sync(device)
+        eval_times.append(time.perf_counter() - started)
+    interactions = min(
+        dataset.num_interactions("train"), batches * run.train.batch_size
+    )  # fewer under --quick
+    epoch_seconds = statistics.median(epoch_times)
+    result = {
+        "model": model_name,
+        "dataset": dataset.name,
+        "users": dataset.num_users,
+        "items": dataset.num_items,
+        "train_interactions": dataset.num_interactions("train"),
+        "batch_size": run.train.batch_size,
+        "batches_timed": batches,
+        "epoch_seconds": epoch_seconds,
+        "eval_valid_seconds": statistics.median(eval_times),
+        "eval_users": int(dataset.eval_users("valid").numel()),
+        "interactions_per_second": interactions / epoch_seconds,
+        "peak_cpu_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if device.startswith("cuda"):
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    import torch
+    import torch_geometric
+
+    from mmgraph.typing import WITH_TORCH_SCATTER, WITH_TORCH_SPARSE
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "date": dt.date.today().isoformat(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "torch_sparse": WITH_TORCH_SPARSE,
+        "torch_scatter": WITH_TORCH_SCATTER,
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def markdown(info: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    lines = [
+        f"Measured {info['date']} on {info['cpu']} ({info['cpu_count']} cores"
+        + (f", {info['gpu']}" if "gpu" in info else "")
+        + f"), torch {info['torch']}, PyG {info['torch_geometric']}, "
+        f"torch-sparse {info['torch_sparse']}, torch-scatter {info['torch_scatter']}, "
+        f"device {info['device']}.",
+        "",
+        "| model | dataset | s/epoch | s/eval (valid users) | interactions/s | peak RSS MB |"
+        + (" peak GPU MB |" if "gpu" in info else ""),
+        "|---|---|---|---|---|---|" + ("---|" if "gpu" in info else ""),
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['dataset']} | error: {r['error']} | | | |")
+            continue
+        row = (
+            f"| {r['model']} | {r['dataset']} | {r['epoch_seconds']:.2f} | "
+            f"{r['eval_valid_seconds']:.2f} | {r['interactions_per_second']:,.0f} | "
+            f"{r['peak_cpu_rss_mb']:,.0f} |"
+        )
+        if "gpu" in info:
+            row += f" {r.get('peak_gpu_mb', 0):,.0f} |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=None, help="comma-separated (default: all)")
+    parser.add_argument("--datasets", default="tiktok,movielens-small,baby")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--epochs", type=int, default=3, help="measured epochs per pair")
+    parser.add_argument("--quick", action="store_true", help="2 batches, 1 epoch: smoke run")
+    parser.add_argument("--out", default=None, help="JSON path (Markdown written beside it)")
+    parser.add_argument("--single", nargs=2, metavar=("MODEL", "DATASET"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    epochs, max_batches = (1, 2) if args.quick else (args.epochs, None)
+
+    if args.single:  # child process: one measurement as JSON on stdout
+        result = measure(args.single[0], args.single[1], args.device, epochs, max_batches)
+        print(json.dumps(result))
+        return 0
+
+    from mmgraph.models import registered_models
+
+    models = args.models.split(",") if args.models else sorted(registered_models())
+    datasets = args.datasets.split(",")
+    results = []
+    for dataset in datasets:
+        ref = DATASETS.get(dataset, dataset)
+        for model in models:
+            command = [sys.executable, "-m", "benchmarks.speed", "--single", model, ref]
+            command += ["--device", args.device, "--epochs", str(args.epochs)]
+            command += ["--quick"] if args.quick else []
+            done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+            if done.returncode != 0:
+                tail = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                results.append({"model": model, "dataset": dataset, "error": tail})
+            else:
+                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(results[-1]), file=sys.stderr)
+    info = machine_info(args.device)
+    stamp = f"{info['date']}-{args.device.replace(':', '')}" + ("-quick" if args.quick else "")
+    out = Path(args.out or REPO / "benchmarks" / "results" / f"speed-{stamp}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(info, results))
+    print(markdown(info, results))
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

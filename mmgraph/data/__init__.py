@@ -1,0 +1,26 @@
+"""Datasets: the :class:`InteractionDataset` contract, loaders and bundled data."""
+
+from mmgraph.data.bundled import list_bundled, load_dataset
+from mmgraph.data.dataset import (
+    CSR,
+    INTERACTS,
+    ITEM,
+    REV_INTERACTS,
+    USER,
+    InteractionDataset,
+    build_csr,
+)
+from mmgraph.data.mmrec import load_mmrec
+
+__all__ = [
+    "CSR",
+    "INTERACTS",
+    "ITEM",
+    "REV_INTERACTS",
+    "USER",
+    "InteractionDataset",
+    "build_csr",
+    "list_bundled",
+    "load_dataset",
+    "load_mmrec",
+]

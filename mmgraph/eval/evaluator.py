@@ -1,0 +1,210 @@
+"""Exact full-ranking evaluation (the MMRec protocol), streamed over user batches.
+
+For every user with at least one item in the evaluated split, all items are scored, the
+user's *training* items are excluded (also at test time: validation items stay rankable, as
+in MMRec), the top ``max(ks)`` items are taken and compared with the user's split items.
+Metrics are averaged over those users. Memory is ``O(batch_size · num_items)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from mmgraph.data.dataset import CSR, InteractionDataset, Split
+from mmgraph.errors import DataError
+from mmgraph.eval.metrics import ngcf_ndcg as _ngcf_ndcg
+from mmgraph.eval.metrics import ranking_metrics
+from mmgraph.nn.ranking import topk_recommendations
+
+__all__ = ["DEFAULT_KS", "Evaluator", "evaluate_scores"]
+
+DEFAULT_KS: tuple[int, ...] = (5, 10, 20, 50)
+
+ScoreFn = Callable[[Tensor], Tensor]
+"""Maps ``[B]`` user ids to ``[B, num_items]`` scores."""
+
+
+def _normalise_ks(ks: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(sorted({int(k) for k in ks}))
+    if not out or out[0] < 1:
+        raise ValueError(f"ks must be a non-empty set of positive integers, got {ks!r}")
+    return out
+
+
+def _dense_rows(csr: CSR, rows: Tensor, num_cols: int) -> Tensor:
+    """``[B, num_cols]`` bool matrix with ``True`` at the entries of the given CSR rows."""
+    position, column = csr.rows_of(rows)
+    dense = torch.zeros(rows.numel(), num_cols, dtype=torch.bool, device=rows.device)
+    dense[position, column] = True
+    return dense
+
+
+def _pad_columns(hits: Tensor, width: int) -> Tensor:
+    """Right-pad ``[B, K]`` bool hits with misses up to ``[B, width]``."""
+    missing = width - hits.size(1)
+    if missing <= 0:
+        return hits
+    return torch.cat([hits, hits.new_zeros(hits.size(0), missing)], dim=1)
+
+
+def evaluate_scores(
+    score_fn: ScoreFn,
+    seen: CSR,
+    targets: CSR,
+    num_items: int,
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_size: int = 2048,
+    ngcf_ndcg: bool = False,
+) -> dict[str, float]:
+    """Mean top-K metrics over the users that have at least one target.
+
+    Everything runs on the device of ``targets`` (``seen`` must be on the same device; the
+    user id batches passed to ``score_fn`` are there too).
+
+    Items in ``seen`` are set to ``-inf`` before the top-K and never count as hits, even when
+    a user has fewer than ``K`` unseen items and they fill the tail of the list. If
+    ``max(ks) > num_items`` the list has only ``num_items`` entries and the missing ranks count
+    as misses (``precision@k`` still divides by ``k``). ``|T_u|`` counts distinct items.
+
+    Args:
+        score_fn: ``[B]`` user ids -> ``[B, num_items]`` floating scores.
+        seen: per-user items to exclude from ranking (the training interactions).
+        targets: per-user items of the evaluated split.
+        num_items: number of items (width of the score rows).
+        ks: cut-offs.
+        batch_size: users scored at once.
+        ngcf_ndcg: also report the non-standard ``ngcf_ndcg@k`` (see
+            :func:`mmgraph.eval.metrics.ngcf_ndcg`).
+
+    Returns:
+        ``{"recall@k", "ndcg@k", "precision@k", "map@k", "hit@k"[, "ngcf_ndcg@k"]: mean}``.
+
+    Raises:
+        ValueError: if no user has a target, or ``score_fn`` returns a wrong shape or NaN.
+    """
+    ks = _normalise_ks(ks)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    users = torch.nonzero(targets.degree() > 0).flatten()
+    if users.numel() == 0:
+        raise ValueError("no user has a target item; nothing to evaluate")
+    k_max = ks[-1]
+    sums: dict[str, Tensor] = {}
+    for batch in users.split(batch_size):
+        scores = score_fn(batch)
+        if scores.shape != (batch.numel(), num_items):
+            raise ValueError(
+                f"score_fn returned shape {tuple(scores.shape)}, "
+                f"expected [{batch.numel()}, {num_items}]"
+            )
+        if bool(torch.isnan(scores).any()):
+            raise ValueError("score_fn returned NaN scores")
+        values, items = topk_recommendations(scores, seen, batch, k_max, inplace=True)
+        target = _dense_rows(targets, batch, num_items)  # [B, I]
+        hits = target.gather(1, items) & (values != float("-inf"))
+        hits = _pad_columns(hits, k_max)  # [B, k_max]
+        per_user = ranking_metrics(hits, target.sum(1), ks)
+        if ngcf_ndcg:
+            per_user.update(_ngcf_ndcg(hits, ks))
+        for key, value in per_user.items():
+            sums[key] = sums[key] + value.sum() if key in sums else value.sum()
+    means = (torch.stack(list(sums.values())) / users.numel()).tolist()  # one device sync
+    return dict(zip(sums, means, strict=True))
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter or buffer; CPU for a model with neither."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Switch ``model`` to eval mode; restore every submodule's own mode afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+class Evaluator:
+    """Full-ranking evaluator of a model on the valid or test split of a dataset.
+
+    The model contract: ``model()`` returns the embeddings (for instance
+    ``(user_emb [U, d], item_emb [I, d])``) and ``model.score(users [B], embeddings)`` returns
+    ``[B, num_items]`` scores. The embeddings are computed once per call to :meth:`evaluate`,
+    in eval mode and without gradients; users are then scored in batches of ``batch_size``.
+
+    Only *training* items are masked, at test time too (MMRec); ties in the scores are broken
+    arbitrarily by :func:`torch.topk`, as in MMRec.
+
+    Args:
+        dataset: the dataset whose splits are evaluated.
+        ks: cut-offs (default ``(5, 10, 20, 50)``).
+        batch_size: users scored at once (memory ``O(batch_size · num_items)``).
+        ngcf_ndcg: also report ``ngcf_ndcg@k``, the inflated MMSSL/NGCF NDCG, only to compare
+            with papers of that lineage.
+    """
+
+    def __init__(
+        self,
+        dataset: InteractionDataset,
+        ks: Sequence[int] = DEFAULT_KS,
+        batch_size: int = 2048,
+        ngcf_ndcg: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.dataset = dataset
+        self.ks = _normalise_ks(ks)
+        self.batch_size = batch_size
+        self.ngcf_ndcg = ngcf_ndcg
+        self._csr: dict[tuple[str, torch.device], CSR] = {}
+
+    def _user_items(self, split: Split, device: torch.device) -> CSR:
+        """The split's CSR on ``device``, moved once and cached."""
+        key = (split, device)
+        if key not in self._csr:
+            self._csr[key] = self.dataset.user_items(split).to(device)
+        return self._csr[key]
+
+    def evaluate(self, model: nn.Module, split: Split) -> dict[str, float]:
+        """Mean metrics over the users with at least one item in ``split``.
+
+        Args:
+            model: see the class docstring; its train/eval modes are restored afterwards.
+            split: ``"valid"`` or ``"test"``.
+
+        Returns:
+            ``{"recall@20": 0.0812, "ndcg@20": ..., ...}`` for every metric and ``k``.
+
+        Raises:
+            DataError: if the split has no interactions.
+        """
+        if split not in ("valid", "test"):
+            raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+        if self.dataset.num_interactions(split) == 0:
+            raise DataError(f"dataset {self.dataset.name!r} has no {split} interactions")
+        device = model_device(model)
+        seen = self._user_items("train", device)
+        targets = self._user_items(split, device)
+        with _eval_mode(model), torch.no_grad():
+            embeddings = model()
+            return evaluate_scores(
+                lambda users: model.score(users, embeddings),
+                seen,
+                targets,
+                self.dataset.num_items,
+                self.ks,
+                self.batch_size,
+                ngcf_ndcg=self.ngcf_ndcg,
+            )

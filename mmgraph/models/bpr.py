@@ -1,0 +1,51 @@
+"""BPR-MF: matrix factorisation trained with the BPR loss (Rendle et al., UAI 2009)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mmgraph.data.sampling import Batch
+from mmgraph.models.base import Embeddings, Recommender
+from mmgraph.nn.losses import bpr_loss, embedding_l2
+
+
+class BPRMF(Recommender):
+    """User and item ID embeddings scored by dot product.
+
+    Args:
+        embedding_dim: size ``d`` of the embeddings.
+        reg_weight: weight of the L2 penalty on the batch's embeddings
+            (``reg_weight * (|e_u|^2 + |e_i+|^2 + |e_i-|^2) / (2B)``).
+    """
+
+    name = "bpr"
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        train_edge_index: Tensor,
+        embedding_dim: int = 64,
+        reg_weight: float = 1e-4,
+    ) -> None:
+        super().__init__(num_users, num_items, train_edge_index)
+        self.user_embedding = nn.Embedding(num_users, embedding_dim)
+        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.reg_weight = reg_weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+
+    def forward(self) -> Embeddings:
+        return self.user_embedding.weight, self.item_embedding.weight
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        user_emb, item_emb = self()
+        u = user_emb[batch.users]
+        pos, neg = item_emb[batch.pos_items], item_emb[batch.neg_items]
+        return {
+            "loss_bpr": bpr_loss((u * pos).sum(-1), (u * neg).sum(-1)),
+            "loss_reg": self.reg_weight * embedding_l2(u, pos, neg),
+        }

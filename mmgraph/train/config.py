@@ -1,0 +1,232 @@
+"""Run configuration with one clear precedence and no silent typos.
+
+A run is configured by a flat set of keys: the trainer's (:class:`TrainConfig`) and the model's
+hyper-parameters (its constructor signature). Values are layered, later layers winning:
+
+1. :class:`TrainConfig` defaults,
+2. the model's ``train_defaults`` (its paper's learning rate, batch size, ...),
+3. the model's constructor defaults,
+4. a YAML file (``--config FILE``),
+5. ``--set key=value`` overrides,
+6. explicit arguments (``--epochs``, ``--seed``, ``--device``).
+
+An unknown key, or a value of the wrong type, is a :class:`~mmgraph.errors.ConfigError` that
+names the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmgraph.errors import ConfigError
+from mmgraph.models.base import Recommender
+
+
+@dataclass
+class TrainConfig:
+    """Trainer settings (MMRec's protocol by default).
+
+    Attributes:
+        epochs: maximum number of epochs.
+        batch_size: training interactions per batch.
+        lr: learning rate of the recommender's optimiser.
+        weight_decay: optimiser weight decay.
+        patience: stop after this many evaluations without improvement of ``valid_metric``.
+        valid_metric: the valid-split metric used for model selection (``"recall@20"``).
+        eval_every: evaluate on valid every this many epochs.
+        eval_batch_size: users per full-ranking batch (memory ``eval_batch_size * I``).
+        ks: cut-offs of the reported metrics.
+        seed: seed of python, numpy, torch and the sampler.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    """
+
+    epochs: int = 1000
+    batch_size: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 20
+    valid_metric: str = "recall@20"
+    eval_every: int = 1
+    eval_batch_size: int = 4096
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
+    seed: int = 2024
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0, got {self.patience}")
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ConfigError(f"ks must be positive integers, got {self.ks}")
+        metric, _, cutoff = self.valid_metric.partition("@")
+        if metric not in {"recall", "ndcg", "precision", "map", "hit"} or (
+            not cutoff.isdigit() or int(cutoff) not in self.ks
+        ):
+            raise ConfigError(
+                f"valid_metric {self.valid_metric!r} must be one of recall/ndcg/precision/map/"
+                f"hit @ a cut-off in ks={self.ks}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunConfig:
+    """A resolved configuration: the model's name, trainer settings and hyper-parameters."""
+
+    model: str
+    train: TrainConfig
+    hparams: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, **self.train.to_dict(), **self.hparams}
+
+
+#: names MMRec / RecBole users type, and the mmgraph key they mean (suggested, never accepted
+#: silently: a config that means something else must not run under a guess).
+PEER_NAMES = {
+    "learning_rate": "lr",
+    "train_batch_size": "batch_size",
+    "stopping_step": "patience",
+    "epoch": "epochs",
+    "topk": "ks",
+    "embedding_size": "embedding_dim",
+    "embed_size": "embedding_dim",
+    "n_layers": "num_layers",
+    "gpu_id": "device",
+}
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    known = list(known)
+    close = difflib.get_close_matches(key, known, n=3)
+    if key in PEER_NAMES and PEER_NAMES[key] in known and PEER_NAMES[key] not in close:
+        close.insert(0, PEER_NAMES[key])
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def _coerce(key: str, value: Any, default: Any, origin: str) -> Any:
+    """``value`` converted to the type of ``default``, or a ConfigError naming ``key``."""
+
+    def fail() -> ConfigError:
+        return ConfigError(
+            f"{origin}: key {key!r} expects {type(default).__name__} "
+            f"(default {default!r}), got {value!r}"
+        )
+
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "false"}:
+            return value.lower() == "true"
+        raise fail()
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise fail()
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise fail() from None
+        raise fail()
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        raise fail()
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        if default:
+            return [_coerce(key, v, default[0], origin) for v in value]
+        return list(value)
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise fail()
+        return value
+    return value
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["lr=1e-3", "ks=[10,20]"]`` -> ``{"lr": "1e-3", "ks": [10, 20]}`` (values as YAML)."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair!r}: value is not valid YAML ({exc})") from None
+    return parsed
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A flat YAML mapping of config keys (``model`` may be included)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(content).__name__}")
+    return content
+
+
+def resolve_config(
+    model_cls: type[Recommender],
+    layers: Iterable[tuple[str, Mapping[str, Any]]] = (),
+) -> RunConfig:
+    """Merge the default layers with user-given ones, checking every key and value.
+
+    Args:
+        model_cls: the model being configured.
+        layers: ``(origin, {key: value})`` pairs in increasing precedence; ``origin`` (a file
+            name, ``"--set"``) appears in error messages.
+    """
+    train_defaults = TrainConfig().to_dict()
+    model_defaults = model_cls.hyperparameters()
+    clash = set(train_defaults) & set(model_defaults)
+    if clash:  # a model author's mistake, caught at first use
+        raise ConfigError(f"model {model_cls.name!r} hyper-parameters shadow trainer keys {clash}")
+    defaults = {**train_defaults, **model_defaults}
+    values = dict(defaults)
+    values.update(
+        {
+            key: _coerce(key, v, defaults[key], f"{model_cls.name} train_defaults")
+            for key, v in model_cls.train_defaults.items()
+        }
+    )
+    for origin, layer in layers:
+        for key, value in layer.items():
+            if key == "model":
+                continue
+            if key not in defaults:
+                raise ConfigError(
+                    f"{origin}: unknown config key {key!r} for model {model_cls.name!r}"
+                    + _suggest(key, defaults)
+                )
+            values[key] = _coerce(key, value, defaults[key], origin)
+    train_keys = {f.name for f in fields(TrainConfig)}
+    train = TrainConfig(**{k: v for k, v in values.items() if k in train_keys})
+    hparams = {k: v for k, v in values.items() if k not in train_keys}
+    return RunConfig(model=model_cls.name, train=train, hparams=hparams)

@@ -1,0 +1,123 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mmgraph.cli import main
+from tests.helpers import tiny_dataset
+
+
+def write_mmrec_folder(folder, with_features=True):
+    """The tiny synthetic dataset in MMRec layout (``tiny.inter`` + ``image_feat.npy``)."""
+    data = tiny_dataset(modalities={"image": 4} if with_features else None)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["userID\titemID\trating\ttimestamp\tx_label"]
+    for label, split in enumerate(("train", "valid", "test")):
+        for user, item in data.edge_index(split).T.tolist():
+            rows.append(f"{user}\t{item}\t1.0\t0\t{label}")
+    (folder / "tiny.inter").write_text("\n".join(rows) + "\n")
+    if with_features:
+        np.save(folder / "image_feat.npy", data.features("image").numpy())
+    return data
+
+
+@pytest.fixture
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    write_mmrec_folder(root / "tiny")
+    out = root / "run"
+    code = main(
+        ["train", "--model", "lightgcn", "--dataset", str(root / "tiny"), "--epochs", "3",
+         "--set", "batch_size=32", "--set", "num_layers=2", "--out", str(out), "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    return root, out
+
+
+def test_train_writes_the_contracted_files(trained_run, capsys):
+    _, out = trained_run
+    for name in ("best.pt", "last.pt", "log.jsonl", "metrics.json"):
+        assert (out / name).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"valid", "test", "best_epoch"}
+    assert {"recall@20", "ndcg@20", "precision@10", "map@50", "hit@5"} <= set(metrics["test"])
+
+
+def test_evaluate_prints_the_split_metrics(trained_run, capsys):
+    _, out = trained_run
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--split", "test"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == pytest.approx(json.loads((out / "metrics.json").read_text())["test"])
+
+
+def test_recommend_prints_tsv_without_seen_items(trained_run, capsys):
+    _root, out = trained_run
+    data = tiny_dataset()
+    capsys.readouterr()
+    assert (
+        main(["recommend", "--checkpoint", str(out / "best.pt"), "--users", "0,3", "--k", "5"]) == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "userID\trank\titemID\tscore"
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [(r[0], r[1]) for r in rows] == [(u, str(k)) for u in ("0", "3") for k in range(1, 6)]
+    train = set(map(tuple, data.edge_index("train").T.tolist()))
+    assert all((int(u), int(i)) not in train for u, _, i, _ in rows)
+    scores = [float(r[3]) for r in rows[:5]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_resume_extends_a_finished_run(trained_run, capsys):
+    _, out = trained_run
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "4", "--quiet"]) == 0
+    log = (out / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [1, 2, 3, 4]
+
+
+def test_list_shows_models_and_bundled_data(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "lightgcn" in text and "bpr" in text and "tiktok" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--model", "lightgcn", "--dataset", "/no/such/folder"], "neither a bundled"),
+        (["train", "--model", "nope", "--dataset", "tiktok"], "unknown model 'nope'"),
+        (["train", "--model", "bpr", "--dataset", "tiktok", "--set", "lrr=1"], "'lrr'"),
+        (["evaluate", "--checkpoint", "/no/such.pt"], "checkpoint file not found"),
+        (["train", "--model", "bpr", "--dataset", "tiktok", "--device", "cuda:0"], "cuda"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(argv, message, capsys):
+    if "cuda:0" in argv:
+        pytest.importorskip("torch").cuda.is_available() and pytest.skip("CUDA present")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("mmgraph: error: ") and message in err[-1]
+
+
+def test_foreign_checkpoint_and_overwrite_protection(trained_run, tmp_path, capsys):
+    root, out = trained_run
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_bytes(b"not a checkpoint at all")
+    assert main(["evaluate", "--checkpoint", str(foreign)]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+    argv = ["train", "--model", "bpr", "--dataset", str(root / "tiny"), "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_console_error_has_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mmgraph", "train", "--model", "lightgcn", "--dataset",
+         str(tmp_path / "missing")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]

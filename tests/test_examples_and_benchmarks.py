@@ -1,0 +1,37 @@
+"""The example scripts and the benchmark suite run (smoke runs; no timing is asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import requires_shared
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
+    out = tmp_path / "speed.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed", "--quick", "--models", "lightgcn",
+         "--datasets", "tiktok", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["machine"]["device"] == "cpu"
+    (result,) = report["results"]
+    assert result["model"] == "lightgcn" and result["users"] == 9308
+    assert result["epoch_seconds"] > 0 and result["peak_cpu_rss_mb"] > 0
+    assert "| lightgcn | tiktok |" in out.with_suffix(".md").read_text()
+
+
+@requires_shared("movielens-small")
+def test_example_script_trains_and_prints_test_metrics():
+    done = subprocess.run(
+        [sys.executable, "examples/movielens.py", "--epochs", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "lightgcn on movielens-small: best epoch 1, test" in done.stdout
+    assert '"recall@20"' in done.stdout

@@ -1,0 +1,107 @@
+import math
+
+import pytest
+import torch
+
+from mmgraph.data.sampling import Batch
+from mmgraph.errors import CheckpointError, ConfigError
+from mmgraph.models import BPRMF, LightGCN, Recommender, get_model, registered_models
+from mmgraph.nn.losses import bpr_loss, embedding_l2
+from tests.helpers import tiny_dataset
+from tests.test_graph_and_conv import dense_lightgcn_adjacency
+
+
+def test_bpr_loss_and_l2_against_hand_computation():
+    pos = torch.tensor([2.0, 0.0])
+    neg = torch.tensor([1.0, 1.0])
+    expected = (math.log(1 + math.exp(-1.0)) + math.log(1 + math.exp(1.0))) / 2
+    assert bpr_loss(pos, neg).item() == pytest.approx(expected, rel=1e-6)
+    a = torch.tensor([[1.0, 2.0], [0.0, 1.0]])  # |a|^2 = 6
+    b = torch.tensor([[3.0, 0.0], [0.0, 0.0]])  # |b|^2 = 9
+    assert embedding_l2(a, b).item() == pytest.approx((6 + 9) / (2 * 2))
+
+
+def test_lightgcn_forward_is_the_layer_mean_of_dense_propagation():
+    data = tiny_dataset()
+    model = LightGCN.from_dataset(data, embedding_dim=8, num_layers=3)
+    adj = dense_lightgcn_adjacency(data.edge_index(), data.num_users, data.num_items)
+    e = model.embedding.weight.detach()
+    layers = [e]
+    for _ in range(3):
+        layers.append(adj @ layers[-1])
+    expected = torch.stack(layers).mean(0)
+    users, items = model()
+    assert torch.allclose(torch.cat([users, items]), expected, atol=1e-5)
+
+
+def test_lightgcn_gradient_matches_dense_autograd():
+    data = tiny_dataset()
+    model = LightGCN.from_dataset(data, embedding_dim=4, num_layers=2)
+    adj = dense_lightgcn_adjacency(data.edge_index(), data.num_users, data.num_items)
+    e = model.embedding.weight.detach().clone().requires_grad_(True)
+    readout = (e + adj @ e + adj @ (adj @ e)) / 3
+    weights = torch.randn_like(readout)
+    (readout * weights).sum().backward()
+    users, items = model()
+    (torch.cat([users, items]) * weights).sum().backward()
+    assert torch.allclose(model.embedding.weight.grad, e.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["bpr", "lightgcn"])
+def test_loss_terms_are_named_and_regularise_batch_embeddings(name):
+    data = tiny_dataset()
+    model = get_model(name).from_dataset(data, reg_weight=0.5)
+    batch = Batch(torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5]))
+    terms = model.loss(batch)
+    assert set(terms) == {"loss_bpr", "loss_reg"}
+    assert terms["loss_reg"] > 0
+    no_reg = get_model(name).from_dataset(data, reg_weight=0.0)
+    assert no_reg.loss(batch)["loss_reg"] == 0
+
+
+def test_recommend_excludes_seen_items_and_is_sorted():
+    data = tiny_dataset(num_users=10, num_items=8, per_user=5)
+    model = BPRMF.from_dataset(data, embedding_dim=4)
+    users = torch.arange(10)
+    scores, items = model.recommend(users, k=8)
+    seen = data.user_items("train")
+    for user in range(10):
+        train_items = set(seen.indices[seen.indptr[user] : seen.indptr[user + 1]].tolist())
+        finite = torch.isfinite(scores[user])
+        assert set(items[user][finite].tolist()).isdisjoint(train_items)
+        assert int(finite.sum()) == 8 - len(train_items)
+        assert torch.all(scores[user][finite][:-1] >= scores[user][finite][1:])
+    kept, _kept_items = model.recommend(users, k=3, exclude_seen=False)
+    full = model.score(users)
+    assert torch.allclose(kept, torch.topk(full, 3).values)
+    assert model.training  # recommend restores the mode
+
+
+def test_save_and_load_round_trip(tmp_path):
+    data = tiny_dataset()
+    model = LightGCN.from_dataset(data, embedding_dim=8, num_layers=2)
+    model.save(tmp_path / "model.pt")
+    loaded = Recommender.load(tmp_path / "model.pt", data)
+    assert isinstance(loaded, LightGCN) and loaded.num_layers == 2
+    for a, b in zip(model(), loaded()):
+        assert torch.equal(a, b)
+    assert "adj" not in torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
+
+
+def test_load_rejects_other_dataset_sizes(tmp_path):
+    model = BPRMF.from_dataset(tiny_dataset())
+    model.save(tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="30 users x 20 items"):
+        Recommender.load(tmp_path / "model.pt", tiny_dataset(num_users=31))
+
+
+def test_unknown_hyperparameter_and_model_are_errors():
+    with pytest.raises(ConfigError, match="embeding_dim"):
+        LightGCN.from_dataset(tiny_dataset(), embeding_dim=3)
+    with pytest.raises(ConfigError, match="unknown model 'nope'; available: .*lightgcn"):
+        get_model("nope")
+
+
+def test_registry_lists_the_foundation_models():
+    assert {"bpr", "lightgcn"} <= set(registered_models())
+    assert LightGCN.hyperparameters() == {"embedding_dim": 64, "num_layers": 3, "reg_weight": 1e-4}
