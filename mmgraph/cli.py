@@ -23,9 +23,12 @@ from mmgraph.io import safe_torch_load
 from mmgraph.models import Recommender, get_model, registered_models
 from mmgraph.models.base import MODEL_FORMAT
 from mmgraph.train import (
+    DistributedContext,
     RunConfig,
     TrainConfig,
     Trainer,
+    destroy_distributed,
+    init_distributed,
     parse_overrides,
     read_config_file,
     resolve_config,
@@ -52,6 +55,11 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output folder (default runs/<model>-<dataset>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="run as one process of `torchrun` (data-parallel over its processes and machines)",
+    )
 
     evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint on one split")
     evaluate.add_argument("--checkpoint", required=True)
@@ -112,24 +120,54 @@ def _train(args: argparse.Namespace) -> int:
     settings = config.train
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {settings.device!r} requested but CUDA is not available")
-    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    if not args.distributed:
+        return _fit_and_report(args, dataset, config, out, None)
+    joined = torch.distributed.is_initialized()  # a caller's own group is left to it
+    context = init_distributed(settings.device)
+    try:
+        return _fit_and_report(args, dataset, config, out, context)
+    finally:
+        if not joined:
+            destroy_distributed()
+
+
+def _fit_and_report(
+    args: argparse.Namespace,
+    dataset: InteractionDataset,
+    config: RunConfig,
+    out: Path,
+    context: DistributedContext | None,
+) -> int:
+    """Build the model and train it; in a distributed run only rank 0 reports."""
+    settings = config.train
+    quiet = args.quiet or (context is not None and not context.is_main)
+    say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
     say(f"dataset: {dataset}")
     say(f"config: {json.dumps(config.to_dict())}")
+    if context is not None:
+        say(f"distributed: {context.world_size} processes, global batch {settings.batch_size}")
     seed_everything(settings.seed)
     model = get_model(config.model).from_dataset(dataset, **config.hparams)
-    evaluator = Evaluator(dataset, ks=settings.ks, batch_size=settings.eval_batch_size)
+    evaluator = Evaluator(
+        dataset,
+        ks=settings.ks,
+        batch_size=settings.eval_batch_size,
+        shard=context.shard if context is not None else None,
+    )
     trainer = Trainer(
         model,
         dataset,
         config,
         evaluator.evaluate,
         out_dir=out,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=not quiet and sys.stderr.isatty(),
         log=say,
+        distributed=context,
     )
     result = trainer.fit(resume=args.resume)
     say(f"wrote {out / 'best.pt'}, {out / 'last.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
-    print(json.dumps(result.to_dict(), indent=2))
+    if context is None or context.is_main:
+        print(json.dumps(result.to_dict(), indent=2))
     return 0
 
 

@@ -1,6 +1,8 @@
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -9,9 +11,9 @@ from mmgraph.cli import main
 from tests.helpers import tiny_dataset
 
 
-def write_mmrec_folder(folder, with_features=True):
-    """The tiny synthetic dataset in MMRec layout (``tiny.inter`` + ``image_feat.npy``)."""
-    data = tiny_dataset(modalities={"image": 4} if with_features else None)
+def write_mmrec_folder(folder, with_features=True, **sizes):
+    """A synthetic dataset in MMRec layout (``tiny.inter`` + ``image_feat.npy``)."""
+    data = tiny_dataset(modalities={"image": 4} if with_features else None, **sizes)
     folder.mkdir(parents=True, exist_ok=True)
     rows = ["userID\titemID\trating\ttimestamp\tx_label"]
     for label, split in enumerate(("train", "valid", "test")):
@@ -121,3 +123,27 @@ def test_console_error_has_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+
+
+def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
+    write_mmrec_folder(tmp_path / "data", num_users=200, num_items=50, per_user=10)
+    base = [sys.executable, "-m", "mmgraph", "train", "--model", "lightgcn", "--dataset",
+            str(tmp_path / "data"), "--epochs", "12", "--set", "batch_size=16", "--quiet"]  # fmt: skip
+    subprocess.run([*base, "--out", str(tmp_path / "straight")], check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*base, "--out", str(killed)], stdout=subprocess.DEVNULL)
+    log = killed / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mmgraph", "train", "--out", str(killed), "--resume", "--quiet"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    expected = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert json.loads(resumed.stdout) == expected
+    assert json.loads((killed / "metrics.json").read_text()) == expected

@@ -122,3 +122,57 @@ class BPRSampler:
             rows = order[start : start + self.batch_size]
             users = self.users[rows]
             yield Batch(users, self.items[rows], self.negatives.sample(users, self.generator))
+
+
+class DistinctUserSampler:
+    """MMSSL's training batches: distinct users, one positive and one negative item each.
+
+    Every batch draws ``batch_size`` *distinct* users uniformly from the users that have
+    training items (all of them when there are fewer), one positive uniformly from each
+    user's training items and one uniform negative the user has not interacted with. An
+    epoch has ``num_train // batch_size + 1`` batches (MMSSL ``utility/load_data.py``), so
+    a user may appear in several batches of one epoch and some interactions in none.
+
+    Args:
+        dataset: the dataset whose training interactions are sampled.
+        batch_size: users per batch ``B``.
+        generator: source of randomness (its state is what a checkpoint saves).
+        device: where batches are produced.
+    """
+
+    def __init__(
+        self,
+        dataset: InteractionDataset,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        seen = dataset.user_items("train")
+        degree = seen.degree()
+        self.device = torch.device(device)
+        self.active_users = torch.nonzero(degree > 0).flatten().to(self.device)
+        if self.active_users.numel() == 0:
+            raise DataError(f"dataset {dataset.name!r} has no training interactions")
+        self.indptr = seen.indptr.to(self.device)
+        self.indices = seen.indices.to(self.device)
+        self.degree = degree.to(self.device)
+        self.batch_size = batch_size
+        self.num_batches = dataset.num_interactions("train") // batch_size + 1
+        self.generator = generator
+        self.negatives = NegativeSampler(seen, dataset.num_items).to(self.device)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        gen_device = self.generator.device if self.generator is not None else "cpu"
+        size = min(self.batch_size, self.active_users.numel())
+        for _ in range(self.num_batches):
+            order = torch.randperm(
+                self.active_users.numel(), generator=self.generator, device=gen_device
+            )
+            users = self.active_users[order[:size].to(self.device)]
+            draw = torch.rand(size, generator=self.generator, device=gen_device).to(self.device)
+            offset = (draw * self.degree[users]).long().clamp_(max=self.degree[users] - 1)
+            positives = self.indices[self.indptr[users] + offset]
+            yield Batch(users, positives, self.negatives.sample(users, self.generator))

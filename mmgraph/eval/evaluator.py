@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from mmgraph.data.dataset import CSR, InteractionDataset, Split
@@ -60,6 +61,7 @@ def evaluate_scores(
     ks: Sequence[int] = DEFAULT_KS,
     batch_size: int = 2048,
     ngcf_ndcg: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, float]:
     """Mean top-K metrics over the users that have at least one target.
 
@@ -80,6 +82,9 @@ def evaluate_scores(
         batch_size: users scored at once.
         ngcf_ndcg: also report the non-standard ``ngcf_ndcg@k`` (see
             :func:`mmgraph.eval.metrics.ngcf_ndcg`).
+        shard: ``(rank, world_size)`` of an initialised ``torch.distributed`` group: this
+            process scores only user batches ``rank, rank + world_size, ...`` and every rank
+            returns the metrics of all users, bit-identical to an unsharded call (see below).
 
     Returns:
         ``{"recall@k", "ndcg@k", "precision@k", "map@k", "hit@k"[, "ngcf_ndcg@k"]: mean}``.
@@ -87,15 +92,33 @@ def evaluate_scores(
     Raises:
         ValueError: if no user has a target, or ``score_fn`` returns a wrong shape or NaN.
     """
+    # Exactness under sharding: the user batches are those of an unsharded call, each batch's
+    # per-metric sums fill one row of ``rows`` [num_batches, num_metrics] on exactly one rank
+    # (zeros elsewhere, so the all_reduce adds only exact zeros), and the rows are then added
+    # in batch order, as an unsharded call does.
     ks = _normalise_ks(ks)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    rank, world_size = shard or (0, 1)
+    if not 0 <= rank < world_size:
+        raise ValueError(
+            f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}"
+        )
+    if world_size > 1 and not dist.is_initialized():
+        raise ValueError("a sharded evaluation needs an initialised torch.distributed group")
     users = torch.nonzero(targets.degree() > 0).flatten()
     if users.numel() == 0:
         raise ValueError("no user has a target item; nothing to evaluate")
     k_max = ks[-1]
-    sums: dict[str, Tensor] = {}
-    for batch in users.split(batch_size):
+    batches = users.split(batch_size)
+    # Metric names and dtype from an empty batch: ranks that score no batch join the reduction.
+    no_hits = torch.zeros(0, k_max, dtype=torch.bool, device=users.device)
+    empty = _per_user_metrics(no_hits, users[:0], ks, ngcf_ndcg)
+    names = list(empty)
+    dtype = empty[names[0]].dtype
+    rows = torch.zeros(len(batches), len(names), dtype=dtype, device=users.device)
+    for index in range(rank, len(batches), world_size):
+        batch = batches[index]
         scores = score_fn(batch)
         if scores.shape != (batch.numel(), num_items):
             raise ValueError(
@@ -108,13 +131,25 @@ def evaluate_scores(
         target = _dense_rows(targets, batch, num_items)  # [B, I]
         hits = target.gather(1, items) & (values != float("-inf"))
         hits = _pad_columns(hits, k_max)  # [B, k_max]
-        per_user = ranking_metrics(hits, target.sum(1), ks)
-        if ngcf_ndcg:
-            per_user.update(_ngcf_ndcg(hits, ks))
-        for key, value in per_user.items():
-            sums[key] = sums[key] + value.sum() if key in sums else value.sum()
-    means = (torch.stack(list(sums.values())) / users.numel()).tolist()  # one device sync
-    return dict(zip(sums, means, strict=True))
+        per_user = _per_user_metrics(hits, target.sum(1), ks, ngcf_ndcg)
+        rows[index] = torch.stack([per_user[name].sum() for name in names])
+    if world_size > 1:
+        dist.all_reduce(rows, op=dist.ReduceOp.SUM)
+    total = rows[0]
+    for row in rows[1:]:  # sequential, as the reference order of additions
+        total = total + row
+    means = (total / users.numel()).tolist()  # one device sync
+    return dict(zip(names, means, strict=True))
+
+
+def _per_user_metrics(
+    hits: Tensor, num_targets: Tensor, ks: Sequence[int], ngcf_ndcg: bool
+) -> dict[str, Tensor]:
+    """``{name: [B]}`` metric values of ``hits [B, k_max]``."""
+    per_user = ranking_metrics(hits, num_targets, ks)
+    if ngcf_ndcg:
+        per_user.update(_ngcf_ndcg(hits, ks))
+    return per_user
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -153,6 +188,10 @@ class Evaluator:
         batch_size: users scored at once (memory ``O(batch_size · num_items)``).
         ngcf_ndcg: also report ``ngcf_ndcg@k``, the inflated MMSSL/NGCF NDCG, only to compare
             with papers of that lineage.
+        shard: ``(rank, world_size)`` when every rank of an initialised ``torch.distributed``
+            group calls :meth:`evaluate` together: each scores its share of the user batches
+            and all get the metrics of all users, equal to one process's bit for bit (for
+            instance ``DistributedContext.shard`` of :mod:`mmgraph.train.distributed`).
     """
 
     def __init__(
@@ -161,6 +200,7 @@ class Evaluator:
         ks: Sequence[int] = DEFAULT_KS,
         batch_size: int = 2048,
         ngcf_ndcg: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -168,6 +208,7 @@ class Evaluator:
         self.ks = _normalise_ks(ks)
         self.batch_size = batch_size
         self.ngcf_ndcg = ngcf_ndcg
+        self.shard = shard
         self._csr: dict[tuple[str, torch.device], CSR] = {}
 
     def _user_items(self, split: Split, device: torch.device) -> CSR:
@@ -207,4 +248,5 @@ class Evaluator:
                 self.ks,
                 self.batch_size,
                 ngcf_ndcg=self.ngcf_ndcg,
+                shard=self.shard,
             )

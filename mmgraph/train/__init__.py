@@ -1,4 +1,4 @@
-"""Training: configuration, the shared trainer, checkpoints."""
+"""Training: configuration, the shared trainer, checkpoints, data-parallel runs."""
 
 from mmgraph.train.config import (
     RunConfig,
@@ -7,14 +7,18 @@ from mmgraph.train.config import (
     read_config_file,
     resolve_config,
 )
+from mmgraph.train.distributed import DistributedContext, destroy_distributed, init_distributed
 from mmgraph.train.trainer import Trainer, TrainingDiverged, TrainResult, seed_everything
 
 __all__ = [
+    "DistributedContext",
     "RunConfig",
     "TrainConfig",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
+    "destroy_distributed",
+    "init_distributed",
     "parse_overrides",
     "read_config_file",
     "resolve_config",

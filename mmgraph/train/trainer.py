@@ -22,6 +22,12 @@ from mmgraph.errors import CheckpointError, MMGraphError
 from mmgraph.io import atomic_torch_save, safe_torch_load
 from mmgraph.models.base import MODEL_FORMAT, Recommender
 from mmgraph.train.config import RunConfig
+from mmgraph.train.distributed import (
+    DistributedContext,
+    GradientSync,
+    ShardedSampler,
+    broadcast_parameters,
+)
 
 #: ``evaluate(model, split) -> {"recall@20": ..., ...}``; the CLI passes an
 #: :class:`mmgraph.eval.Evaluator`'s ``evaluate`` (the trainer sits below ``mmgraph.eval``).
@@ -80,6 +86,11 @@ class Trainer:
         out_dir: where checkpoints and logs go; ``None`` keeps everything in memory.
         progress: show a tqdm bar per epoch.
         log: called with one human-readable line per evaluation.
+        distributed: train data-parallel as one rank of this process group
+            (:mod:`mmgraph.train.distributed`): each global batch of ``batch_size`` rows is
+            split over the ranks, gradients are summed with weights before every optimiser
+            step, ``evaluate`` should be sharded (``Evaluator(..., shard=context.shard)``),
+            rank 0's metrics decide early stopping, and only rank 0 logs and writes files.
     """
 
     def __init__(
@@ -91,6 +102,7 @@ class Trainer:
         out_dir: str | os.PathLike | None = None,
         progress: bool = True,
         log: Callable[[str], None] | None = print,
+        distributed: DistributedContext | None = None,
     ) -> None:
         self.model = model
         self.dataset = dataset
@@ -98,29 +110,48 @@ class Trainer:
         self.settings = config.train
         self.evaluate = evaluate
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.progress = progress
-        self.log = log or (lambda line: None)
-        self.device = torch.device(self.settings.device)
+        self.distributed = distributed
+        self.is_main = distributed is None or distributed.is_main
+        self.progress = progress and self.is_main
+        self.log = (log if self.is_main else None) or (lambda line: None)
+        self.device = distributed.device if distributed else torch.device(self.settings.device)
         self.state = _State()
         self.best_model_state: dict[str, torch.Tensor] | None = None
+        self.grad_sync: GradientSync | None = None  # set by fit() when distributed
 
     # ------------------------------------------------------------------ public
     def fit(self, resume: bool = False) -> TrainResult:
         """Train until early stopping or ``epochs``; return test metrics of the best epoch."""
         seed_everything(self.settings.seed)
+        # The batch stream's generator is seeded alike on every rank (ranks slice the same
+        # global batches); the global RNGs (dropout, noise) get a per-rank seed below.
         self.generator = torch.Generator().manual_seed(self.settings.seed)
         self.model.to(self.device)
+        self.grad_sync = None
+        if self.distributed is not None:
+            broadcast_parameters(self.model, self.distributed)
+            seed_everything(self.settings.seed + self.distributed.rank)
         self.optimizers = self.model.configure_optimizers(
             self.settings.lr, self.settings.weight_decay
         )
         if resume:
             self._resume()
         elif self.out_dir is not None:
-            self._check_fresh_out_dir()
+            self._on_main(self._check_fresh_out_dir)
         sampler = self.model.make_sampler(
             self.dataset, self.settings.batch_size, self.generator, self.device
         )
-        history = self._read_history()
+        if self.distributed is not None:
+            sampler = ShardedSampler(sampler, self.distributed.rank, self.distributed.world_size)
+            self.grad_sync = GradientSync(self.distributed, self.optimizers)
+        try:
+            return self._fit(sampler)
+        finally:
+            if self.grad_sync is not None:
+                self.grad_sync.close()
+
+    def _fit(self, sampler) -> TrainResult:
+        history = self._on_main(self._read_history)
         while self.state.epoch < self.settings.epochs and not self._should_stop():
             epoch = self.state.epoch + 1
             started = time.perf_counter()
@@ -152,7 +183,12 @@ class Trainer:
             disable=not self.progress,
         )
         for batch in bar:
-            terms = self.model.training_step(batch, self.optimizers)
+            if self.grad_sync is None:
+                terms = self.model.training_step(batch, self.optimizers)
+            else:
+                batch, weight = batch
+                self.grad_sync.weight = weight
+                terms = self._global_terms(self.model.training_step(batch, self.optimizers), weight)
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + value.detach().float()
             batches += 1
@@ -160,6 +196,15 @@ class Trainer:
         means = {key: float(value) / max(batches, 1) for key, value in sums.items()}
         means["loss"] = sum(means.values())
         return means
+
+    def _global_terms(
+        self, terms: dict[str, torch.Tensor], weight: float
+    ) -> dict[str, torch.Tensor]:
+        """The global batch's loss terms, ``Σ_r weight_r · term_r``, on every rank (so that
+        logs and the divergence check agree everywhere)."""
+        stacked = torch.stack([value.detach().float().reshape(()) for value in terms.values()])
+        summed = self.distributed.all_reduce_(stacked * weight)
+        return dict(zip(terms, summed.unbind(), strict=True))
 
     @staticmethod
     def _check_finite(terms: dict[str, torch.Tensor], epoch: int) -> None:
@@ -172,7 +217,7 @@ class Trainer:
 
     def _validate(self, epoch: int) -> dict[str, Any]:
         started = time.perf_counter()
-        valid = self.evaluate(self.model, "valid")
+        valid = self._agreed(self.evaluate(self.model, "valid"))
         seconds = time.perf_counter() - started
         score = valid[self.settings.valid_metric]
         improved = score > self.state.best_score
@@ -199,17 +244,29 @@ class Trainer:
         if self.best_model_state is None:  # no evaluation happened (epochs < eval_every)
             self._validate(self.state.epoch)
         self.model.load_state_dict(self.best_model_state)
-        test = self.evaluate(self.model, "test")
+        test = self._agreed(self.evaluate(self.model, "test"))
         result = TrainResult(self.state.best_epoch, self.state.best_valid, test, history)
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.is_main:
             metrics = json.dumps(result.to_dict(), indent=2)
             tmp = self.out_dir / ".metrics.json.tmp"
             tmp.write_text(metrics + "\n")
             os.replace(tmp, self.out_dir / "metrics.json")
+        if self.distributed is not None:
+            self.distributed.barrier()  # every rank returns once the files are complete
         return result
 
+    # ------------------------------------------------------------------ ranks
+    def _on_main(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` run once (on rank 0 when distributed), its result on every rank."""
+        return fn() if self.distributed is None else self.distributed.on_main(fn)
+
+    def _agreed(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Rank 0's metrics on every rank: early stopping and best-epoch selection are decided
+        from the same numbers everywhere, even with an ``evaluate`` that is not sharded."""
+        return metrics if self.distributed is None else self.distributed.broadcast_object(metrics)
+
     # ------------------------------------------------------------------ persistence
-    def _checkpoint(self, best: bool) -> dict[str, Any]:
+    def _checkpoint(self, best: bool, rank_rng: list[Any] | None = None) -> dict[str, Any]:
         exported = self.model.export()
         exported["dataset"] = {
             "name": self.dataset.name,
@@ -230,11 +287,23 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
+        if rank_rng is not None:
+            exported["training"]["rank_rng"] = rank_rng
         return exported
 
     def _write_checkpoint(self, name: str, best: bool = False) -> None:
-        if self.out_dir is not None:
-            atomic_torch_save(self._checkpoint(best), self.out_dir / name)
+        if self.out_dir is None:
+            return
+        rank_rng = None
+        if self.distributed is not None and not best:  # a collective: every rank joins
+            rank_rng = self.distributed.all_gather_object(self._rank_rng_state())
+        if self.is_main:
+            atomic_torch_save(self._checkpoint(best, rank_rng), self.out_dir / name)
+
+    def _rank_rng_state(self) -> dict[str, Any]:
+        """This rank's global RNG states (they differ per rank; the sampler's does not)."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"torch": torch.get_rng_state(), "cuda": cuda}
 
     def _check_fresh_out_dir(self) -> None:
         if (self.out_dir / "last.pt").exists():
@@ -246,7 +315,7 @@ class Trainer:
     def _resume(self) -> None:
         if self.out_dir is None:
             raise CheckpointError("resume needs an output folder holding last.pt")
-        last = safe_torch_load(self.out_dir / "last.pt", MODEL_FORMAT)
+        last = self._on_main(lambda: safe_torch_load(self.out_dir / "last.pt", MODEL_FORMAT))
         if "training" not in last:
             raise CheckpointError(f"{self.out_dir / 'last.pt'}: holds no training state")
         if last.get("model") != self.model.name:
@@ -264,9 +333,17 @@ class Trainer:
         for optimizer, state in zip(self.optimizers, training["optimizers"], strict=True):
             optimizer.load_state_dict(state)
         self.generator.set_state(training["sampler_rng"])
-        torch.set_rng_state(training["torch_rng"])
-        if training["cuda_rng"]:
-            torch.cuda.set_rng_state_all(training["cuda_rng"])
+        rank_rng = training.get("rank_rng") if self.distributed is not None else None
+        if rank_rng and len(rank_rng) == self.distributed.world_size:
+            own = rank_rng[self.distributed.rank]
+            torch.set_rng_state(own["torch"])
+            if own["cuda"] is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(own["cuda"], self.device)
+        elif self.distributed is None:
+            torch.set_rng_state(training["torch_rng"])
+            if training["cuda_rng"]:
+                torch.cuda.set_rng_state_all(training["cuda_rng"])
+        # else: written by another number of ranks; each rank keeps its fresh per-rank seed.
         self.state = _State(
             epoch=training["epoch"],
             best_epoch=training["best_epoch"],
@@ -275,9 +352,10 @@ class Trainer:
             bad_evals=training["bad_evals"],
         )
         if self.state.best_epoch:
-            best = safe_torch_load(self.out_dir / "best.pt", MODEL_FORMAT)
+            best = self._on_main(lambda: safe_torch_load(self.out_dir / "best.pt", MODEL_FORMAT))
             self.best_model_state = best["state_dict"]
-        self._truncate_log(self.state.epoch)
+        if self.is_main:
+            self._truncate_log(self.state.epoch)
         self.log(f"resumed from {self.out_dir / 'last.pt'} after epoch {self.state.epoch}")
 
     # ------------------------------------------------------------------ log.jsonl
@@ -286,7 +364,7 @@ class Trainer:
 
     def _append_log(self, record: dict[str, Any]) -> None:
         path = self._log_path()
-        if path is not None:
+        if path is not None and self.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
