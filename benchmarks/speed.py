@@ -7,8 +7,16 @@ Results go to a JSON file and a Markdown table with the machine's description::
     python -m benchmarks.speed --models lightgcn --datasets tiktok --epochs 5
     python -m benchmarks.speed --device cuda            # on a GPU machine
     python -m benchmarks.speed --quick                  # smoke run (what the tests execute)
+    python -m benchmarks.speed --models mentor --datasets tiktok --set reference=true
+    python -m benchmarks.speed --models lightgcn --datasets synthetic-1m --set batch_size=1000000
 
-Timings are medians over ``--epochs`` measured epochs after one warm-up epoch.
+``--datasets`` takes comma-separated names of :data:`DATASETS`, folders or ``synthetic:...``
+specs (see :func:`split_datasets`). ``--set`` overrides config keys (model hyper-parameters
+or ``batch_size``) for every pair.
+
+Timings are medians over ``--epochs`` measured epochs after one warm-up epoch; with
+``--max-batches N`` (and under ``--quick``) each epoch stops after ``N`` batches and its
+time is extrapolated to a full epoch (``batches_timed`` / ``batches_per_epoch`` in the JSON).
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ DATASETS = {
     "tiktok": "tiktok",
     "movielens-small": str(SHARED / "movielens-small"),
     "baby": str(SHARED / "baby"),
+    # Synthetic graphs of mmgraph.data.synthetic (image 64-d + text 32-d, planted clusters).
+    "synthetic-100k": "synthetic:users=100000,items=20000,interactions=2000000",
+    "synthetic-1m": "synthetic:users=1000000,items=100000,interactions=20000000",
 }
 
 
@@ -43,9 +54,15 @@ def _sync(device: str) -> None:
 
 
 def measure(
-    model_name: str, dataset_ref: str, device: str, epochs: int, max_batches: int | None
+    model_name: str,
+    dataset_ref: str,
+    device: str,
+    epochs: int,
+    max_batches: int | None,
+    overrides: dict[str, Any] | None = None,
+    evaluate: bool = True,
 ) -> dict[str, Any]:
-    """Time one model on one dataset in this process."""
+    """Time one model on one dataset in this process (``overrides``: config keys)."""
     import torch
 
     from mmgraph.data import load_dataset
@@ -53,11 +70,13 @@ def measure(
     from mmgraph.models import get_model
     from mmgraph.train import resolve_config, seed_everything
 
+    started = time.perf_counter()
     dataset = load_dataset(dataset_ref)
     model_cls = get_model(model_name)
-    run = resolve_config(model_cls, [("benchmark", {"device": device})])
+    run = resolve_config(model_cls, [("benchmark", {**(overrides or {}), "device": device})])
     seed_everything(0)
     model = model_cls.from_dataset(dataset, **run.hparams).to(device)
+    setup_seconds = time.perf_counter() - started  # loading, graphs (kNN), parameters
     optimizers = model.configure_optimizers(run.train.lr, run.train.weight_decay)
     generator = torch.Generator().manual_seed(0)
     sampler = model.make_sampler(dataset, run.train.batch_size, generator, torch.device(device))
@@ -85,26 +104,31 @@ def measure(
         epoch_times.append(seconds)
     evaluator = Evaluator(dataset, ks=run.train.ks, batch_size=run.train.eval_batch_size)
     eval_times = []
-    for _ in range(max(2, epochs)):
+    for _ in range(max(2, epochs) if evaluate else 0):
         _sync(device)
         started = time.perf_counter()
         evaluator.evaluate(model, "valid")
         _sync(device)
         eval_times.append(time.perf_counter() - started)
-    interactions = min(
-        dataset.num_interactions("train"), batches * run.train.batch_size
-    )  # fewer under --quick
-    epoch_seconds = statistics.median(epoch_times)
+    # With a batch limit the epoch time is extrapolated from the timed batches.
+    full_batches = len(sampler)
+    epoch_seconds = statistics.median(epoch_times) * full_batches / batches
+    interactions = dataset.num_interactions("train")
     result = {
         "model": model_name,
-        "dataset": dataset.name,
+        "dataset": dataset.name
+        if dataset.name != "synthetic"
+        else f"synthetic {dataset.num_users:,} x {dataset.num_items:,}",
         "users": dataset.num_users,
         "items": dataset.num_items,
         "train_interactions": dataset.num_interactions("train"),
+        "settings": overrides or {},
+        "setup_seconds": setup_seconds,
         "batch_size": run.train.batch_size,
         "batches_timed": batches,
+        "batches_per_epoch": full_batches,
         "epoch_seconds": epoch_seconds,
-        "eval_valid_seconds": statistics.median(eval_times),
+        "eval_valid_seconds": statistics.median(eval_times) if eval_times else None,
         "eval_users": int(dataset.eval_users("valid").numel()),
         "interactions_per_second": interactions / epoch_seconds,
         "peak_cpu_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -161,15 +185,40 @@ def markdown(info: dict[str, Any], results: list[dict[str, Any]]) -> str:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['dataset']} | error: {r['error']} | | | |")
             continue
+        settings = ", ".join(f"{k}={v}" for k, v in r.get("settings", {}).items())
+        name = f"{r['model']} ({settings})" if settings else r["model"]
         row = (
-            f"| {r['model']} | {r['dataset']} | {r['epoch_seconds']:.2f} | "
-            f"{r['eval_valid_seconds']:.2f} | {r['interactions_per_second']:,.0f} | "
+            f"| {name} | {r['dataset']} | {r['epoch_seconds']:.2f}{_extrapolated(r)} | "
+            f"{_seconds(r['eval_valid_seconds'])} | {r['interactions_per_second']:,.0f} | "
             f"{r['peak_cpu_rss_mb']:,.0f} |"
         )
         if "gpu" in info:
             row += f" {r.get('peak_gpu_mb', 0):,.0f} |"
         lines.append(row)
     return "\n".join(lines) + "\n"
+
+
+def _extrapolated(result: dict[str, Any]) -> str:
+    timed, full = result.get("batches_timed"), result.get("batches_per_epoch")
+    return f" (from {timed}/{full} batches)" if timed and full and timed < full else ""
+
+
+def _seconds(value: float | None) -> str:
+    return "not timed" if value is None else f"{value:.2f}"
+
+
+def split_datasets(spec: str) -> list[str]:
+    """``"tiktok,synthetic:users=10,items=5"`` -> ``["tiktok", "synthetic:users=10,items=5"]``.
+
+    A comma starts a new dataset unless what follows is a ``key=value`` of a synthetic spec.
+    """
+    datasets: list[str] = []
+    for part in spec.split(","):
+        if datasets and datasets[-1].startswith("synthetic:") and "=" in part:
+            datasets[-1] += "," + part
+        else:
+            datasets.append(part)
+    return datasets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,19 +229,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="measured epochs per pair")
     parser.add_argument("--quick", action="store_true", help="2 batches, 1 epoch: smoke run")
     parser.add_argument("--out", default=None, help="JSON path (Markdown written beside it)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override"
+    )
+    parser.add_argument("--no-eval", action="store_true", help="time training only")
+    parser.add_argument(
+        "--max-batches", type=int, help="time this many batches per epoch and extrapolate"
+    )
     parser.add_argument("--single", nargs=2, metavar=("MODEL", "DATASET"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    epochs, max_batches = (1, 2) if args.quick else (args.epochs, None)
+    epochs, max_batches = (1, 2) if args.quick else (args.epochs, args.max_batches)
 
     if args.single:  # child process: one measurement as JSON on stdout
-        result = measure(args.single[0], args.single[1], args.device, epochs, max_batches)
+        from mmgraph.train.config import parse_overrides
+
+        overrides = parse_overrides(args.set)
+        result = measure(
+            args.single[0],
+            args.single[1],
+            args.device,
+            epochs,
+            max_batches,
+            overrides,
+            evaluate=not args.no_eval,
+        )
         print(json.dumps(result))
         return 0
 
     from mmgraph.models import registered_models
 
     models = args.models.split(",") if args.models else sorted(registered_models())
-    datasets = args.datasets.split(",")
+    datasets = split_datasets(args.datasets)
     results = []
     for dataset in datasets:
         ref = DATASETS.get(dataset, dataset)
@@ -200,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             command = [sys.executable, "-m", "benchmarks.speed", "--single", model, ref]
             command += ["--device", args.device, "--epochs", str(args.epochs)]
             command += ["--quick"] if args.quick else []
+            command += [f"--set={pair}" for pair in args.set]
+            command += ["--no-eval"] if args.no_eval else []
+            command += [f"--max-batches={args.max_batches}"] if args.max_batches else []
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
             if done.returncode != 0:
                 tail = (done.stderr.strip().splitlines() or ["failed"])[-1]

@@ -1,4 +1,4 @@
-"""Command line: ``mmgraph train | evaluate | recommend | list``.
+"""Command line: ``mmgraph preprocess | train | evaluate | recommend | plot | list``.
 
 Errors caused by input (files, config keys, checkpoints) print one ``mmgraph: error: ...``
 line on stderr and exit with status 2; anything else is a bug and keeps its traceback.
@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mmgraph.data import InteractionDataset, list_bundled, load_dataset
-from mmgraph.errors import CheckpointError, ConfigError, MMGraphError
+from mmgraph.data.preprocess import ITEM_MAP, USER_MAP, preprocess, read_id_map
+from mmgraph.errors import CheckpointError, ConfigError, DataError, MMGraphError
 from mmgraph.eval import Evaluator
+from mmgraph.eval.plot import (
+    export_tensorboard,
+    item_embeddings,
+    plot_item_tsne,
+    plot_learning_curves,
+    read_log,
+)
 from mmgraph.io import safe_torch_load
 from mmgraph.models import Recommender, get_model, registered_models
 from mmgraph.models.base import MODEL_FORMAT
@@ -73,6 +83,53 @@ def _build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--k", type=int, default=10)
     recommend.add_argument("--dataset", help="override the dataset recorded in the checkpoint")
     recommend.add_argument("--device", default="cpu")
+    recommend.add_argument(
+        "--raw-ids",
+        action="store_true",
+        help=f"--users and the output use the raw ids of the dataset's {USER_MAP} / {ITEM_MAP}",
+    )
+
+    prep = commands.add_parser(
+        "preprocess", help="ratings table -> MMRec-layout dataset folder (k-core, id maps, split)"
+    )
+    prep.add_argument("ratings", help="CSV/TSV file (.gz allowed) or Parquet (needs pandas)")
+    prep.add_argument("out", help="dataset folder to write")
+    prep.add_argument("--name", help="<name>.inter (default: the folder's name)")
+    prep.add_argument("--user-col", default="userID", help="user column (default userID)")
+    prep.add_argument("--item-col", default="itemID", help="item column (default itemID)")
+    prep.add_argument("--rating-col", default="rating", help="kept if present (default rating)")
+    prep.add_argument(
+        "--timestamp-col", default="timestamp", help="used if present (default timestamp)"
+    )
+    prep.add_argument("--sep", help="field separator (default ',' for .csv, else tab)")
+    prep.add_argument(
+        "--no-header", action="store_true", help="no header line; columns are 0-based positions"
+    )
+    prep.add_argument("--k-core", type=int, default=5, help="min interactions per user and item")
+    prep.add_argument("--split", choices=["random", "chronological"], default="random")
+    prep.add_argument("--seed", type=int, default=2024, help="seed of the random split")
+    prep.add_argument(
+        "--features",
+        action="append",
+        default=[],
+        metavar="MODALITY=FILE.npy",
+        help="item features [n, dim], row r for the item on line r of --feature-ids",
+    )
+    prep.add_argument("--feature-ids", help="raw item id of each --features row, one per line")
+    prep.add_argument("--missing-features", choices=["error", "mean", "zero"], default="error")
+    prep.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+
+    plot = commands.add_parser("plot", help="learning curves and item t-SNE of a run as PNG")
+    plot.add_argument("run_dir", help="output folder of `mmgraph train`")
+    plot.add_argument("--out", help="folder for the PNG files (default: the run folder)")
+    plot.add_argument("--no-tsne", action="store_true", help="learning curves only")
+    plot.add_argument("--max-items", type=int, default=2000, help="items in the t-SNE sample")
+    plot.add_argument("--dataset", help="override the dataset recorded in the checkpoint")
+    plot.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write log.jsonl as TensorBoard scalars to <out>/tensorboard",
+    )
 
     commands.add_parser("list", help="available models and bundled datasets")
     return parser
@@ -214,12 +271,45 @@ def _parse_users(spec: str, num_users: int) -> torch.Tensor:
     return torch.tensor(users)
 
 
+def _id_maps(dataset: InteractionDataset) -> tuple[list[str], list[str]]:
+    """Raw user and item ids by 0-based id, from the id maps in the dataset's folder."""
+    folder = Path(dataset.source or "")
+    if not (folder / USER_MAP).is_file() or not (folder / ITEM_MAP).is_file():
+        raise ConfigError(
+            f"--raw-ids: dataset {dataset.source!r} has no {USER_MAP} and {ITEM_MAP} "
+            "(`mmgraph preprocess` writes them)"
+        )
+    raw_users, raw_items = read_id_map(folder / USER_MAP), read_id_map(folder / ITEM_MAP)
+    for path, ids, count in (
+        (USER_MAP, raw_users, dataset.num_users),
+        (ITEM_MAP, raw_items, dataset.num_items),
+    ):
+        if len(ids) != count:
+            raise DataError(f"{folder / path}: maps {len(ids)} ids, the dataset has {count}")
+    return raw_users, raw_items
+
+
+def _parse_raw_users(spec: str, raw_users: list[str]) -> torch.Tensor:
+    if spec == "all":
+        return torch.arange(len(raw_users))
+    index = {raw: new for new, raw in enumerate(raw_users)}
+    wanted = [part.strip() for part in spec.split(",") if part.strip()]
+    unknown = [raw for raw in wanted if raw not in index]
+    if unknown or not wanted:
+        raise ConfigError(f"--users: raw user id(s) {unknown or spec!r} are not in {USER_MAP}")
+    return torch.tensor([index[raw] for raw in wanted])
+
+
 def _recommend(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError(f"--k must be >= 1, got {args.k}")
     model, dataset, _ = _load_checkpoint(args.checkpoint, args.dataset)
     model.to(args.device)
-    users = _parse_users(args.users, dataset.num_users)
+    if args.raw_ids:
+        raw_users, raw_items = _id_maps(dataset)
+        users = _parse_raw_users(args.users, raw_users)
+    else:
+        users = _parse_users(args.users, dataset.num_users)
     out = sys.stdout
     out.write("userID\trank\titemID\tscore\n")
     for chunk in users.split(4096):
@@ -230,7 +320,93 @@ def _recommend(args: argparse.Namespace) -> int:
             for rank, (score, item) in enumerate(zip(row_scores, row_items, strict=True), start=1):
                 if score == float("-inf"):
                     break  # the user has fewer than k unseen items
-                out.write(f"{user}\t{rank}\t{item}\t{score:.6g}\n")
+                if args.raw_ids:
+                    user_id, item_id = raw_users[user], raw_items[item]
+                else:
+                    user_id, item_id = user, item
+                out.write(f"{user_id}\t{rank}\t{item_id}\t{score:.6g}\n")
+    return 0
+
+
+# ---------------------------------------------------------------------- preprocess
+def _read_feature_args(args: argparse.Namespace) -> dict[str, tuple[list[str], Any]]:
+    """``{modality: (raw item ids, [n, dim] array)}`` from ``--features`` / ``--feature-ids``."""
+    if not args.features:
+        if args.feature_ids:
+            raise ConfigError("--feature-ids is given without any --features")
+        return {}
+    if not args.feature_ids:
+        raise ConfigError("--features needs --feature-ids (the raw item id of each row)")
+    ids_path = Path(args.feature_ids)
+    if not ids_path.is_file():
+        raise DataError(f"{ids_path}: feature id file not found")
+    try:
+        lines = ids_path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{ids_path}: cannot be read: {err}") from None
+    raw_ids = [line.strip() for line in lines if line.strip()]
+    sources = {}
+    for spec in args.features:
+        modality, sep, file = spec.partition("=")
+        if not sep or not modality or not file:
+            raise ConfigError(f"--features expects MODALITY=FILE.npy, got {spec!r}")
+        try:
+            array = np.load(file, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise DataError(f"{file}: not a readable .npy array ({err})") from None
+        if not isinstance(array, np.ndarray):
+            raise DataError(f"{file}: is an .npz archive; expected a single .npy array")
+        sources[modality] = (raw_ids, array)
+    return sources
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    def column(value: str | None) -> str | int | None:
+        if value is None or not args.no_header:
+            return value
+        if value in ("rating", "timestamp"):  # the defaults: absent without a header
+            return None
+        if not value.isdigit():
+            raise ConfigError(f"--no-header: columns must be 0-based positions, got {value!r}")
+        return int(value)
+
+    report = preprocess(
+        args.ratings,
+        args.out,
+        name=args.name,
+        user_col=column(args.user_col),
+        item_col=column(args.item_col),
+        rating_col=column(args.rating_col),
+        timestamp_col=column(args.timestamp_col),
+        sep=args.sep,
+        header=not args.no_header,
+        k_core=args.k_core,
+        split=args.split,
+        seed=args.seed,
+        item_features=_read_feature_args(args),
+        missing_features=args.missing_features,
+        overwrite=args.overwrite,
+    )
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------- plot
+def _plot(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: run folder not found")
+    out = Path(args.out) if args.out else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    history = read_log(run_dir)
+    written = [plot_learning_curves(history, out / "curves.png")]
+    if args.tensorboard:
+        written.append(export_tensorboard(history, out / "tensorboard"))
+    if not args.no_tsne:
+        model, _, _ = _load_checkpoint(str(run_dir / "best.pt"), args.dataset)
+        written.append(plot_item_tsne(item_embeddings(model), out / "tsne.png", args.max_items))
+    for path in written:
+        print(path)
     return 0
 
 
@@ -245,7 +421,14 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "recommend": _recommend, "list": _list}
+COMMANDS = {
+    "preprocess": _preprocess,
+    "train": _train,
+    "evaluate": _evaluate,
+    "recommend": _recommend,
+    "plot": _plot,
+    "list": _list,
+}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -265,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mmgraph: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's flush quiet
+        return 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.speed import split_datasets
 from tests.conftest import requires_shared
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,9 +30,33 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
 @requires_shared("movielens-small")
 def test_example_script_trains_and_prints_test_metrics():
     done = subprocess.run(
-        [sys.executable, "examples/movielens.py", "--epochs", "1"],
+        [sys.executable, "examples/movielens.py", "--epochs", "1", "--models", "lightgcn,mentor"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for model in ("lightgcn", "mentor"):
+        assert f"{model} on movielens-small: best epoch 1, test" in done.stdout
+    assert '"recall@20"' in done.stdout
+
+
+def test_dataset_list_keeps_synthetic_specs_whole():
+    assert split_datasets("tiktok,synthetic:users=10,items=5,seed=1,baby") == [
+        "tiktok",
+        "synthetic:users=10,items=5,seed=1",
+        "baby",
+    ]
+
+
+def test_speed_suite_on_a_synthetic_spec_with_overrides(tmp_path):
+    out = tmp_path / "speed.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed", "--quick", "--models", "mentor",
+         "--datasets", "synthetic:users=200,items=150,interactions=3000",
+         "--set", "reference=true", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "lightgcn on movielens-small: best epoch 1, test" in done.stdout
-    assert '"recall@20"' in done.stdout
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["settings"] == {"reference": True}
+    assert (result["users"], result["items"]) == (200, 150)
+    assert "| mentor (reference=True) | synthetic 200 x 150 |" in out.with_suffix(".md").read_text()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from mmgraph.data.dataset import InteractionDataset
 from mmgraph.data.mmrec import _load
+from mmgraph.data.synthetic import SPEC_PREFIX, parse_spec, synthetic_dataset
 from mmgraph.errors import DataError
 
 if TYPE_CHECKING:
@@ -39,7 +40,10 @@ def list_bundled() -> list[str]:
 def load_dataset(
     name_or_path: str | os.PathLike, *, drop_cold_users: bool = True
 ) -> InteractionDataset:
-    """Load a bundled dataset by name, or an MMRec-layout folder by path.
+    """Load a bundled dataset by name, an MMRec-layout folder by path, or a synthetic one.
+
+    ``"synthetic:users=...,items=...,..."`` (see :mod:`mmgraph.data.synthetic`) generates a
+    dataset instead; ``"synthetic"`` alone uses the generator's defaults.
 
     A string that names a bundled dataset loads that dataset (``source`` and ``name`` are the
     bundled name), even if a folder of that name exists in the working directory; pass a
@@ -53,6 +57,8 @@ def load_dataset(
     Raises:
         DataError: if the argument is neither, or the files are malformed.
     """
+    if isinstance(name_or_path, str) and name_or_path.split(":")[0] == SPEC_PREFIX:
+        return synthetic_dataset(parse_spec(name_or_path if ":" in name_or_path else "synthetic:"))
     bundled = list_bundled()
     if isinstance(name_or_path, str) and name_or_path in bundled:
         with resources.as_file(_bundle_root() / name_or_path) as folder:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -75,8 +76,15 @@ class Recommender(nn.Module):
         return {key: p.default for key, p in params.items() if key not in skip}
 
     @classmethod
-    def dataset_inputs(cls, dataset: InteractionDataset) -> dict[str, Any]:
-        """The constructor arguments taken from ``dataset`` (override to add features)."""
+    def dataset_inputs(
+        cls, dataset: InteractionDataset, hparams: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The constructor arguments taken from ``dataset`` (override to add features).
+
+        ``hparams`` are all hyper-parameters, defaults filled in, for inputs that depend on
+        them (MENTOR's kNN graph depends on ``knn_k``). Structure derived from the data is
+        built here, by the data layer, never in the constructor.
+        """
         return {
             "num_users": dataset.num_users,
             "num_items": dataset.num_items,
@@ -93,8 +101,9 @@ class Recommender(nn.Module):
                 f"unknown hyper-parameter(s) {unknown} for model {cls.name!r}; "
                 f"known: {sorted(known)}"
             )
-        model = cls(**cls.dataset_inputs(dataset), **hparams)
-        model.hparams = {**known, **hparams}
+        resolved = {**known, **hparams}
+        model = cls(**cls.dataset_inputs(dataset, resolved), **hparams)
+        model.hparams = resolved
         return model
 
     # ------------------------------------------------------------------ the verbs

@@ -1,0 +1,218 @@
+"""Encoders of multimodal graph recommenders (DRAGON / MENTOR family).
+
+A model of this family runs several *branches* (one per modality, an ID branch, noisy copies)
+through the same user–item graph. Each branch has its own layer-0 table
+(:class:`UserItemInput`); :class:`MultiBranchLightGCN` propagates all branches together, since
+the products are independent; :class:`ItemGraphPropagation` adds the item–item kNN hop and
+:class:`ModalityFusion` weighs and concatenates the modality branches per user.
+
+Branches are stacked on a middle axis: ``[num_nodes, num_branches, dim]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmgraph.nn.perturb import GraphPerturbation
+from mmgraph.nn.sparse import blocked_sparse_matmul
+
+
+class FeatureProjector(nn.Module):
+    r"""Two-layer MLP from frozen item features to the embedding space.
+
+    .. math::
+        f = W_2\, \operatorname{LeakyReLU}(W_1 x + b_1) + b_2
+
+    Args:
+        in_dim: feature width ``d_x``.
+        out_dim: embedding width ``d`` (MENTOR: 64).
+        hidden_dim: hidden width (MENTOR: ``4 d`` = 256).
+        negative_slope: LeakyReLU slope (torch's default 0.01, as in MENTOR).
+
+    Shapes:
+        ``x: [I, in_dim]`` -> ``[I, out_dim]``.
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int = 64, hidden_dim: int = 256, negative_slope: float = 0.01
+    ) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(in_dim, hidden_dim)
+        self.out = nn.Linear(hidden_dim, out_dim)
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(F.leaky_relu(self.hidden(x), self.negative_slope))
+
+
+class UserItemInput(nn.Module):
+    r"""Layer-0 node table of one user–item GCN branch: learned user preferences, projected items.
+
+    .. math::
+        x^{(0)} = \operatorname{l2norm}_\text{rows}\big([P;\; \operatorname{MLP}(X)]\big)
+
+    with :math:`P \in \mathbb R^{U \times d}` (Xavier-normal) and the MLP a
+    :class:`FeatureProjector`. For an ID branch ``X`` is a learnable item table.
+
+    Args:
+        num_users: ``U``.
+        in_dim: width of the item input ``X``.
+        dim: embedding width ``d``.
+        hidden_dim: hidden width of the projector.
+
+    Shapes:
+        ``item_input: [I, in_dim]`` -> ``[U + I, dim]`` (users first).
+    """
+
+    def __init__(self, num_users: int, in_dim: int, dim: int = 64, hidden_dim: int = 256) -> None:
+        super().__init__()
+        self.preference = nn.Parameter(torch.empty(num_users, dim))
+        self.projector = FeatureProjector(in_dim, dim, hidden_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_normal_(self.preference)
+        self.projector.hidden.reset_parameters()
+        self.projector.out.reset_parameters()
+
+    def forward(self, item_input: Tensor) -> Tensor:
+        return F.normalize(torch.cat([self.preference, self.projector(item_input)]), dim=1)
+
+
+class MultiBranchLightGCN(nn.Module):
+    r"""LightGCN propagation of several independent branches at once, with a layer-sum readout.
+
+    For every branch :math:`b` (an ``[N, d]`` slice of the input):
+
+    .. math::
+        h_b^{(l+1)} = \operatorname{perturb}_b\big(\hat A h_b^{(l)}\big), \qquad
+        \text{out}_b = \sum_{l=0}^{L} h_b^{(l)}
+
+    where ``perturb`` is :class:`~mmgraph.nn.GraphPerturbation` for the branches flagged in
+    ``perturbed`` and the identity otherwise (MENTOR's noisy views; the noise enters the next
+    hop). Each hop equals :class:`~mmgraph.nn.LightGCNConv` applied per branch; here the
+    branches are one ``[N, B·d]`` matrix multiplied by :func:`~mmgraph.nn.blocked_sparse_matmul`.
+
+    Args:
+        num_layers: hops ``L`` (MENTOR: 2, hard-coded in its code).
+        eps: magnitude of the perturbation noise.
+        block_width: CPU column-block width of the products (``None``: the default of
+            :func:`~mmgraph.nn.blocked_sparse_matmul`).
+
+    Shapes:
+        ``x: [N, B, d]``; ``adj_t: [N, N]`` sparse :math:`\hat A`, applied as ``adj_t @ h``;
+        ``adj``: its transpose for the cheap backward (default ``adj_t``, right for the symmetric
+        :math:`\hat A`); ``perturbed``: ``B`` booleans or ``None`` -> ``[N, B, d]``.
+    """
+
+    def __init__(
+        self, num_layers: int = 2, eps: float = 0.1, block_width: int | None = None
+    ) -> None:
+        super().__init__()
+        if num_layers < 0:
+            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+        self.num_layers = num_layers
+        self.perturbation = GraphPerturbation(eps)
+        self.block_width = block_width
+
+    def forward(
+        self,
+        x: Tensor,
+        adj_t: Tensor,
+        adj: Tensor | None = None,
+        perturbed: Sequence[bool] | None = None,
+    ) -> Tensor:
+        num_nodes, num_branches, dim = x.shape
+        noisy = None
+        if perturbed is not None:
+            if len(perturbed) != num_branches:
+                raise ValueError(
+                    f"perturbed has {len(perturbed)} flags for {num_branches} branches"
+                )
+            flags = torch.tensor(list(perturbed), dtype=torch.bool)
+            noisy = flags.nonzero().flatten().to(x.device) if flags.any() else None
+        adj = adj_t if adj is None else adj
+        h = x.reshape(num_nodes, num_branches * dim)
+        total = h
+        for _ in range(self.num_layers):
+            h = blocked_sparse_matmul(adj_t, h, adj, self.block_width)
+            if noisy is not None:  # noise is drawn for the flagged branches only
+                h3 = h.view(num_nodes, num_branches, dim)
+                h3 = h3.index_copy(1, noisy, self.perturbation(h3.index_select(1, noisy)))
+                h = h3.view(num_nodes, -1)
+            total = total + h
+        return total.view(num_nodes, num_branches, dim)
+
+
+class ItemGraphPropagation(nn.Module):
+    r"""Residual hop(s) over a fixed item–item graph (LATTICE / FREEDOM / MENTOR).
+
+    .. math::
+        \text{out} = x + S^{L} x
+
+    with :math:`S` the (fused, row-normalised) kNN graph, e.g.
+    :func:`mmgraph.data.knn.fused_knn_graph`. The graph is linear and shared, so stacked
+    branches ``[I, B·d]`` are propagated in one call.
+
+    Args:
+        num_layers: hops ``L`` over the item graph (MENTOR's ``n_mm_layers`` = 1).
+        block_width: CPU column-block width (see :func:`~mmgraph.nn.blocked_sparse_matmul`).
+
+    Shapes:
+        ``x: [I, D]``; ``graph: [I, I]`` sparse :math:`S`; ``graph_transpose``: :math:`S^T`
+        for the cheap backward (:math:`S` is not symmetric; ``None`` lets torch transpose on
+        every backward) -> ``[I, D]``.
+    """
+
+    def __init__(self, num_layers: int = 1, block_width: int | None = None) -> None:
+        super().__init__()
+        if num_layers < 0:
+            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+        self.num_layers = num_layers
+        self.block_width = block_width
+
+    def forward(self, x: Tensor, graph: Tensor, graph_transpose: Tensor | None = None) -> Tensor:
+        h = x
+        for _ in range(self.num_layers):
+            h = blocked_sparse_matmul(graph, h, graph_transpose, self.block_width)
+        return x + h if self.num_layers else x
+
+
+class ModalityFusion(nn.Module):
+    r"""User-specific modality weights, then concatenation (MENTOR's fused view).
+
+    .. math::
+        u_r = [\,w_{u,1} u_1 \,\|\, \dots \,\|\, w_{u,M} u_M\,], \qquad
+        i_r = [\,i_1 \,\|\, \dots \,\|\, i_M\,]
+
+    :math:`w \in \mathbb R^{U \times M}` starts as a row softmax of a Xavier-normal draw and is
+    then a free parameter (no softmax afterwards, as in MENTOR). Items are not weighted.
+
+    Args:
+        num_users: ``U``.
+        num_modalities: ``M >= 1``.
+
+    Shapes:
+        ``user_views: [U, M, d]``, ``item_views: [I, M, d]`` ->
+        ``([U, M·d], [I, M·d])``.
+    """
+
+    def __init__(self, num_users: int, num_modalities: int) -> None:
+        super().__init__()
+        if num_modalities < 1:
+            raise ValueError("fusion needs at least one modality")
+        self.weight = nn.Parameter(torch.empty(num_users, num_modalities))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            nn.init.xavier_normal_(self.weight)
+            self.weight.copy_(torch.softmax(self.weight, dim=1))
+
+    def forward(self, user_views: Tensor, item_views: Tensor) -> tuple[Tensor, Tensor]:
+        users = (self.weight.unsqueeze(-1) * user_views).flatten(1)
+        return users, item_views.flatten(1)

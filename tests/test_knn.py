@@ -1,0 +1,175 @@
+import pytest
+import torch
+
+from mmgraph.data.dataset import ITEM
+from mmgraph.data.knn import (
+    KNN_FORMAT,
+    default_knn_weights,
+    fused_knn_graph,
+    knn_cache_key,
+    knn_graph,
+)
+from mmgraph.errors import ConfigError, DataError
+from mmgraph.nn import LightGCNConv
+from tests.helpers import tiny_dataset
+
+
+def brute_force_similarity(features, include_self):
+    """Dense cosine matrix with the diagonal forced in (+inf) or out (-inf)."""
+    unit = features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    sim = unit @ unit.T
+    sim.fill_diagonal_(float("inf") if include_self else float("-inf"))
+    return sim
+
+
+def dense(edge_index, weight, n):
+    """``A[target, source]`` of a kNN edge list."""
+    matrix = torch.zeros(n, n)
+    matrix[edge_index[1], edge_index[0]] = weight
+    return matrix
+
+
+def normalised_from_binary(binary):
+    """D_row^{-1/2} A D_col^{-1/2} with r = row sums on both sides (MENTOR's formula)."""
+    r = binary.sum(1)
+    inv = torch.where(r > 0, r.pow(-0.5), torch.zeros_like(r))
+    return inv[:, None] * binary * inv[None, :]
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 1000])
+def test_knn_graph_equals_dense_brute_force_without_ties(include_self, chunk_size):
+    features = torch.randn(23, 5, generator=torch.Generator().manual_seed(chunk_size))
+    k = 4
+    edge_index, weight = knn_graph(features, k, include_self=include_self, chunk_size=chunk_size)
+    assert edge_index.shape == (2, 23 * k) and weight.shape == (23 * k,)
+    sim = brute_force_similarity(features, include_self)
+    binary = torch.zeros(23, 23).scatter_(1, sim.topk(k, dim=1).indices, 1.0)
+    assert torch.allclose(dense(edge_index, weight, 23), normalised_from_binary(binary))
+    assert torch.allclose(weight, torch.full_like(weight, 1 / k))  # the formula gives 1/k here
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("chunk_size", [2, 5, 64])
+def test_knn_graph_with_ties_selects_a_valid_top_k(include_self, chunk_size):
+    gen = torch.Generator().manual_seed(1)
+    features = torch.randint(0, 2, (30, 3), generator=gen).float()  # many equal rows/cosines
+    features[4] = 0.0  # a zero row: cosine 0 with everything
+    k = 5
+    edge_index, weight = knn_graph(features, k, include_self=include_self, chunk_size=chunk_size)
+    sim = brute_force_similarity(features, include_self)
+    source, target = edge_index
+    for item in range(30):
+        chosen = source[target == item]
+        assert chosen.unique().numel() == k
+        assert (item in chosen.tolist()) == include_self
+        # Tie-robust: the chosen similarities are exactly the k largest values of the row.
+        expected = sim[item].topk(k).values
+        got = sim[item, chosen].sort(descending=True).values
+        assert torch.allclose(got, expected)
+    binary = (dense(edge_index, torch.ones_like(weight), 30) > 0).float()
+    assert torch.allclose(dense(edge_index, weight, 30), normalised_from_binary(binary))
+
+
+def test_knn_graph_edge_convention_matches_message_passing():
+    features = torch.randn(12, 4)
+    edge_index, weight = knn_graph(features, 3)
+    x = torch.randn(12, 2)
+    by_messages = LightGCNConv()(x, edge_index, edge_weight=weight)
+    assert torch.allclose(by_messages, dense(edge_index, weight, 12) @ x, atol=1e-6)
+
+
+def test_knn_graph_rejects_bad_k_and_features():
+    features = torch.randn(5, 3)
+    for k in (5, 6, 0):
+        with pytest.raises(DataError, match="1 <= k < num_items"):
+            knn_graph(features, k)
+    with pytest.raises(DataError, match="NaN"):
+        knn_graph(torch.full((5, 3), float("nan")), 2)
+
+
+def test_fused_graph_is_the_weighted_sum_and_is_stored_on_the_dataset():
+    data = tiny_dataset(modalities={"image": 8, "text": 6})
+    fused = fused_knn_graph(data, 4, cache_dir=None)
+    expected = torch.zeros(20, 20)
+    for modality, weight in (("image", 0.1), ("text", 0.9)):
+        edge_index, edge_weight = knn_graph(data.features(modality), 4)
+        expected += weight * dense(edge_index, edge_weight, 20)
+        store = data.data[ITEM, f"similar_{modality}", ITEM]
+        assert torch.equal(store.edge_index, edge_index)
+        assert torch.equal(store.edge_weight, edge_weight)
+    assert fused.layout == torch.sparse_csr
+    assert torch.allclose(fused.to_dense(), expected)
+    assert torch.allclose(fused.to_dense().sum(1), torch.ones(20))  # rows are means
+    custom = fused_knn_graph(data, 4, {"image": 1.0, "text": 0.0}, cache_dir=None)
+    image = knn_graph(data.features("image"), 4)
+    assert torch.allclose(custom.to_dense(), dense(*image, 20))
+
+
+def test_default_weights_and_weight_validation():
+    assert default_knn_weights(["text", "image"]) == {"image": 0.1, "text": 0.9}
+    assert default_knn_weights(["image", "audio"]) == {"image": 0.5, "audio": 0.5}
+    assert default_knn_weights(["a", "b", "c"]) == pytest.approx(
+        {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
+    )
+    data = tiny_dataset(modalities={"image": 8, "audio": 4})
+    with pytest.raises(ConfigError, match="one weight per modality"):
+        fused_knn_graph(data, 3, {"image": 1.0}, cache_dir=None)
+    with pytest.raises(ConfigError, match=">= 0"):
+        fused_knn_graph(data, 3, {"image": -1.0, "audio": 1.0}, cache_dir=None)
+    with pytest.raises(DataError, match="no modality"):
+        fused_knn_graph(tiny_dataset(), 3, cache_dir=None)
+
+
+def test_cache_key_depends_on_features_k_weights_and_self():
+    features = {"image": torch.randn(10, 4), "text": torch.randn(10, 3)}
+    weights = {"image": 0.1, "text": 0.9}
+    base = knn_cache_key(features, 5, weights, True)
+    assert base == knn_cache_key({m: f.clone() for m, f in features.items()}, 5, weights, True)
+    changed = dict(features, text=features["text"].clone())
+    changed["text"][3, 1] += 1e-3
+    assert knn_cache_key(changed, 5, weights, True) != base
+    assert knn_cache_key(features, 6, weights, True) != base
+    assert knn_cache_key(features, 5, {"image": 0.2, "text": 0.8}, True) != base
+    assert knn_cache_key(features, 5, weights, False) != base
+
+
+def test_disk_cache_hit_returns_identical_tensors(tmp_path, monkeypatch):
+    data = tiny_dataset(modalities={"image": 8, "text": 6})
+    first = fused_knn_graph(data, 4, cache_dir=tmp_path)
+    files = list((tmp_path / "knn").glob("*.pt"))
+    assert len(files) == 1
+    stored = torch.load(files[0], weights_only=True)
+    assert stored["mmgraph_format"] == KNN_FORMAT
+    assert first is fused_knn_graph(data, 4, cache_dir=tmp_path)  # in-memory hit
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the kNN graph was rebuilt instead of read from the cache")
+
+    monkeypatch.setattr("mmgraph.data.knn.knn_graph", no_rebuild)
+    fresh = tiny_dataset(modalities={"image": 8, "text": 6})  # same data, empty memory cache
+    second = fused_knn_graph(fresh, 4, cache_dir=tmp_path)
+    for a, b in (
+        (first.crow_indices(), second.crow_indices()),
+        (first.col_indices(), second.col_indices()),
+        (first.values(), second.values()),
+    ):
+        assert torch.equal(a, b)
+    image = data.data[ITEM, "similar_image", ITEM]
+    assert torch.equal(fresh.data[ITEM, "similar_image", ITEM].edge_index, image.edge_index)
+    with pytest.raises(AssertionError, match="rebuilt"):  # another k is another key
+        fused_knn_graph(fresh, 3, cache_dir=tmp_path)
+
+
+def test_default_cache_dir_follows_the_environment_and_survives_a_corrupt_file(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MMGRAPH_CACHE", str(tmp_path))
+    data = tiny_dataset(modalities={"image": 8})
+    expected = fused_knn_graph(data, 3)
+    (path,) = (tmp_path / "knn").glob("*.pt")
+    path.write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="unreadable kNN cache"):
+        rebuilt = fused_knn_graph(tiny_dataset(modalities={"image": 8}), 3)
+    assert torch.equal(rebuilt.to_dense(), expected.to_dense())
+    assert torch.load(path, weights_only=True)["mmgraph_format"] == KNN_FORMAT

@@ -1,0 +1,193 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmgraph.data import InteractionDataset, load_dataset
+from mmgraph.data.knn import fused_knn_graph
+from mmgraph.data.sampling import Batch
+from mmgraph.errors import ConfigError, DataError
+from mmgraph.eval import Evaluator
+from mmgraph.models import MENTOR, Recommender, get_model
+from mmgraph.nn import AlignmentHead
+from mmgraph.train import Trainer, resolve_config, seed_everything
+from tests.conftest import requires_shared, shared_data_dir
+from tests.helpers import tiny_dataset
+from tests.test_graph_and_conv import dense_lightgcn_adjacency
+
+MODALITIES = {
+    1: {"image": 8},
+    2: {"image": 8, "text": 6},
+    3: {"image": 8, "text": 6, "audio": 5},
+}
+BATCH = Batch(torch.tensor([0, 1, 1, 7]), torch.tensor([2, 3, 4, 5]), torch.tensor([6, 7, 8, 9]))
+
+
+@pytest.fixture(autouse=True)
+def knn_cache(tmp_path, monkeypatch):
+    """Keep the kNN disk cache of these tests out of the user's home."""
+    monkeypatch.setenv("MMGRAPH_CACHE", str(tmp_path / "cache"))
+
+
+def build(num_modalities=2, **hparams):
+    torch.manual_seed(0)
+    data = tiny_dataset(modalities=MODALITIES[num_modalities])
+    return data, MENTOR.from_dataset(data, embedding_dim=4, knn_k=3, **hparams)
+
+
+def dense_branch(data, branch, item_input):
+    """x0 + A x0 + A^2 x0 of one branch, then items get + S items (dense S)."""
+    adj = dense_lightgcn_adjacency(data.edge_index(), data.num_users, data.num_items)
+    x0 = F.normalize(torch.cat([branch.preference, branch.projector(item_input)]), dim=1)
+    out = x0 + adj @ x0 + adj @ (adj @ x0)
+    users, items = out[: data.num_users], out[data.num_users :]
+    graph = fused_knn_graph(data, 3, cache_dir=None).to_dense()
+    return users, items + graph @ items
+
+
+@pytest.mark.parametrize("num_modalities", [1, 2, 3])
+def test_forward_is_the_weighted_concatenation_of_dense_branches(num_modalities):
+    data, model = build(num_modalities)
+    users, items = model()
+    assert users.shape == (30, 4 * num_modalities) and items.shape == (20, 4 * num_modalities)
+    weights = model.fusion.weight
+    for m, modality in enumerate(data.modalities):
+        branch_users, branch_items = dense_branch(
+            data, model.modal_inputs[m], data.features(modality)
+        )
+        block = slice(4 * m, 4 * m + 4)
+        assert torch.allclose(users[:, block], weights[:, m : m + 1] * branch_users, atol=1e-5)
+        assert torch.allclose(items[:, block], branch_items, atol=1e-5)
+    model.eval()  # ranking has no randomness: eval and train mode agree
+    assert torch.equal(model()[0], users)
+
+
+def test_loss_terms_match_a_dense_recomputation():
+    data, model = build(2)
+    terms = model.loss(BATCH)
+    assert set(terms) == {"loss_bpr", "loss_reg", "loss_align", "loss_mask_f", "loss_mask_g"}
+    users, items = model()
+    u = users[BATCH.users]
+    pos, neg = (u * items[BATCH.pos_items]).sum(1), (u * items[BATCH.neg_items]).sum(1)
+    assert terms["loss_bpr"].item() == pytest.approx(
+        -F.logsigmoid(pos - neg).mean().item(), rel=1e-5
+    )
+    prefs = sum(b.preference[BATCH.users].pow(2).mean() for b in model.modal_inputs)
+    reg = 1e-3 * (prefs + model.fusion.weight.pow(2).mean())
+    assert terms["loss_reg"].item() == pytest.approx(reg.item(), rel=1e-5)
+    # Alignment views [U + I, 2d]: guide = [id | id], per modality [m | m], fused = [users; items].
+    views = []
+    for branch, item_input in (
+        (model.modal_inputs[0], data.features("image")),
+        (model.modal_inputs[1], data.features("text")),
+        (model.id_input, model.id_items),
+    ):
+        views.append(torch.cat(dense_branch(data, branch, item_input)).repeat(1, 2))
+    image, text, guide = views
+    expected = 0.1 * AlignmentHead()(guide, torch.cat([users, items]), [image, text])
+    assert terms["loss_align"].item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_reference_bpr_is_log2_and_contrast_population_differs(monkeypatch):
+    _, faithful = build(2)
+    _, reference = build(2, reference=True)
+    reference.load_state_dict(faithful.state_dict())
+    bpr = faithful.loss(BATCH)["loss_bpr"]
+    assert reference.loss(BATCH)["loss_bpr"].item() == pytest.approx(bpr.item() / math.log(2))
+
+    for model, expected in ((faithful, [3, 4]), (reference, [30, 20])):
+        rows: list[int] = []
+
+        def record(a, b, rows=rows):
+            rows.append(a.size(0))
+            return a.sum() * 0
+
+        monkeypatch.setattr(model.contrast, "forward", record)
+        model.loss(BATCH)
+        assert rows == expected  # unique batch users/positive items vs all
+
+
+def test_gradients_reach_every_parameter_and_reference_leaves_the_masking_mlp_untrained():
+    _, model = build(2)
+    sum(model.loss(BATCH).values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert missing == []
+
+    _, model = build(2, reference=True)
+    terms = model.loss(BATCH)
+    assert not terms["loss_mask_f"].requires_grad  # the released code's constant
+    sum(terms.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert missing == ["feature_masking.target.weight", "feature_masking.target.bias"]
+
+
+def test_zero_weights_skip_their_branches():
+    _, model = build(2, mask_weight_g=0.0, align_weight=0.0, mask_weight_f=0.0)
+    assert len(model.noisy_inputs) == 0 and model.id_input is None and model.id_items is None
+    assert set(model.loss(BATCH)) == {"loss_bpr", "loss_reg"}
+    _, full = build(2)
+    assert len(full.noisy_inputs) == 4  # two noisy copies of each modality branch
+
+
+def test_configuration_errors():
+    with pytest.raises(ConfigError, match="at least one item modality"):
+        MENTOR.from_dataset(tiny_dataset())
+    data = tiny_dataset(modalities={"image": 8})
+    with pytest.raises(ConfigError, match="temperature, dropout"):
+        MENTOR.from_dataset(data, temperature=0.0, dropout=1.0)
+    with pytest.raises(DataError, match="k < num_items"):
+        MENTOR.from_dataset(data, knn_k=20)
+    assert get_model("mentor") is MENTOR
+    defaults = MENTOR.hyperparameters()
+    assert defaults["knn_k"] == 10 and defaults["mask_weight_g"] == 1e-3
+    assert MENTOR.train_defaults["lr"] == 1e-4 and "dataset" not in defaults
+
+
+def test_save_and_load_round_trip(tmp_path):
+    data, model = build(2)
+    model.save(tmp_path / "mentor.pt")
+    loaded = Recommender.load(tmp_path / "mentor.pt", data)
+    for a, b in zip(model(), loaded(), strict=True):
+        assert torch.equal(a, b)
+
+
+def user_slice(dataset, first, last):
+    """Users ``first..last-1`` (renumbered from 0) with the items they touch (renumbered)."""
+    users, items, split = [], [], []
+    for label, name in enumerate(("train", "valid", "test")):
+        edges = dataset.edge_index(name)
+        keep = (edges[0] >= first) & (edges[0] < last)
+        users.append(edges[0][keep] - first)
+        items.append(edges[1][keep])
+        split.append(torch.full((int(keep.sum()),), label))
+    kept, items = torch.unique(torch.cat(items), return_inverse=True)
+    features = {m: dataset.features(m)[kept] for m in dataset.modalities}
+    return InteractionDataset.from_interactions(
+        torch.cat(users), items, torch.cat(split), features, last - first, kept.numel()
+    )
+
+
+@requires_shared("tiktok")
+def test_training_on_real_tiktok_users_improves_valid_recall():
+    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
+        full = load_dataset(shared_data_dir() / "tiktok")
+    data = user_slice(full, 2000, 3000)  # 1000 users, ~10k interactions, image + audio
+    settings = {"epochs": 3, "lr": 1e-3, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
+    settings.update(ks=[20], valid_metric="recall@20")
+    run = resolve_config(MENTOR, [("test", settings)])
+    seed_everything(0)
+    model = MENTOR.from_dataset(data, **run.hparams)
+    evaluator = Evaluator(data, ks=[20])
+    untrained = evaluator.evaluate(model, "valid")["recall@20"]
+    result = Trainer(model, data, run, evaluator.evaluate, progress=False, log=None).fit()
+    assert result.valid["recall@20"] > untrained + 0.005
+
+
+def test_modality_item_embeddings_are_the_item_outputs_of_each_branch():
+    data, model = build(2)
+    per_modality = model.modality_item_embeddings()
+    assert list(per_modality) == data.modalities
+    for m, modality in enumerate(data.modalities):
+        _, items = dense_branch(data, model.modal_inputs[m], data.features(modality))
+        assert torch.allclose(per_modality[modality], items, atol=1e-5)
