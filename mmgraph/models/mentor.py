@@ -29,7 +29,7 @@ from mmgraph.nn.sparse import csr_transpose
 
 
 class MENTOR(Recommender):
-    r"""MENTOR: ID-guided multilevel alignment plus graph- and feature-view enhancement.
+    r"""ID-guided multilevel alignment plus graph- and feature-view enhancement (AAAI 2025).
 
     **Branches.** Every modality ``m`` has a user–item GCN branch with its own user
     preferences :math:`P_m` and feature MLP (``d_m -> 4d -> d``):

@@ -53,7 +53,7 @@ class MMSSLOutput(NamedTuple):
 
 
 class MMSSL(Recommender):
-    r"""MMSSL: adversarial modality-aware structure learning plus cross-modal contrast.
+    r"""Adversarial modality-aware structure learning plus cross-modal contrast (WWW 2023).
 
     Per modality ``m`` the frozen item features pass a linear encoder with dropout,
     :math:`f^m = \mathrm{drop}(W_m x^m)`, and the training graph
