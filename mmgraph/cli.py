@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from mmgraph.data import InteractionDataset, list_bundled, load_dataset
-from mmgraph.data.preprocess import ITEM_MAP, USER_MAP, preprocess, read_id_map
+from mmgraph.data.preprocess import (
+    ITEM_MAP,
+    USER_MAP,
+    preprocess,
+    read_feature_ids,
+    read_id_map,
+)
 from mmgraph.errors import CheckpointError, ConfigError, DataError, MMGraphError
 from mmgraph.eval import Evaluator
 from mmgraph.eval.plot import (
@@ -337,14 +343,7 @@ def _read_feature_args(args: argparse.Namespace) -> dict[str, tuple[list[str], A
         return {}
     if not args.feature_ids:
         raise ConfigError("--features needs --feature-ids (the raw item id of each row)")
-    ids_path = Path(args.feature_ids)
-    if not ids_path.is_file():
-        raise DataError(f"{ids_path}: feature id file not found")
-    try:
-        lines = ids_path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{ids_path}: cannot be read: {err}") from None
-    raw_ids = [line.strip() for line in lines if line.strip()]
+    raw_ids = read_feature_ids(args.feature_ids)
     sources = {}
     for spec in args.features:
         modality, sep, file = spec.partition("=")

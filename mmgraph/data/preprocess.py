@@ -590,6 +590,21 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _read_lines(path: Path, what: str) -> list[str]:
+    """The lines of a UTF-8 text file (BOM tolerated), or a DataError naming ``what``."""
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot be read: {err}") from None
+
+
+def read_feature_ids(path: str | os.PathLike) -> list[str]:
+    """Raw item ids, one per non-blank line (the rows of a user's feature array)."""
+    return [line.strip() for line in _read_lines(Path(path), "feature id file") if line.strip()]
+
+
 def read_id_map(path: str | os.PathLike) -> list[str]:
     """Raw ids by new id from an id-map file (``u_id_mapping.csv`` / ``i_id_mapping.csv``).
 
@@ -600,12 +615,7 @@ def read_id_map(path: str | os.PathLike) -> list[str]:
         DataError: the file is missing or malformed, or the new ids are not ``0..N-1``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: id map not found")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot be read: {err}") from None
+    lines = _read_lines(path, "id map")
     raw_ids: dict[int, str] = {}
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():

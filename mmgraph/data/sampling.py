@@ -76,9 +76,15 @@ class NegativeSampler:
         raise RuntimeError(f"negative sampling did not converge in {self.max_rounds} rounds")
 
     def _draw(self, n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-        gen_device = generator.device if generator is not None else torch.device("cpu")
-        draw = torch.randint(self.num_items, (n,), generator=generator, device=gen_device)
+        draw = torch.randint(
+            self.num_items, (n,), generator=generator, device=generator_device(generator)
+        )
         return draw.to(device)
+
+
+def generator_device(generator: torch.Generator | None) -> torch.device:
+    """Where random numbers of ``generator`` are drawn (torch's default generator: CPU)."""
+    return generator.device if generator is not None else torch.device("cpu")
 
 
 class BPRSampler:
@@ -115,7 +121,7 @@ class BPRSampler:
         return -(-self.users.numel() // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        gen_device = self.generator.device if self.generator is not None else "cpu"
+        gen_device = generator_device(self.generator)
         order = torch.randperm(self.users.numel(), generator=self.generator, device=gen_device)
         order = order.to(self.device)
         for start in range(0, order.numel(), self.batch_size):
@@ -165,7 +171,7 @@ class DistinctUserSampler:
         return self.num_batches
 
     def __iter__(self) -> Iterator[Batch]:
-        gen_device = self.generator.device if self.generator is not None else "cpu"
+        gen_device = generator_device(self.generator)
         size = min(self.batch_size, self.active_users.numel())
         for _ in range(self.num_batches):
             order = torch.randperm(

@@ -216,17 +216,19 @@ class MENTOR(Recommender):
         flat = self.item_graph(items.flatten(1), self.item_knn_graph, self.item_knn_graph_t)
         return users, flat.view_as(items)
 
+    def _modality_branches(self) -> tuple[Tensor, Tensor]:
+        """Outputs of the modality branches only: users ``[U, M, d]``, items ``[I, M, d]``."""
+        inputs = [branch(x) for branch, x in zip(self.modal_inputs, self._features(), strict=True)]
+        return self._propagate(inputs, [False] * len(inputs))
+
     def forward(self) -> Embeddings:
         """Fused view ``(users [U, M·d], items [I, M·d])``; only the modality branches run."""
-        inputs = [branch(x) for branch, x in zip(self.modal_inputs, self._features(), strict=True)]
-        users, items = self._propagate(inputs, [False] * len(inputs))
-        return self.fusion(users, items)
+        return self.fusion(*self._modality_branches())
 
     @torch.no_grad()
     def modality_item_embeddings(self) -> dict[str, Tensor]:
         """Per modality ``[I, d]`` item outputs of its branch (for plots such as MENTOR's Fig. 3)."""
-        inputs = [branch(x) for branch, x in zip(self.modal_inputs, self._features(), strict=True)]
-        _, items = self._propagate(inputs, [False] * len(inputs))
+        _, items = self._modality_branches()
         return dict(zip(self.modalities, items.unbind(1), strict=True))
 
     # ------------------------------------------------------------------ losses
