@@ -169,13 +169,20 @@ def machine_info(device: str) -> dict[str, Any]:
     return info
 
 
-def markdown(info: dict[str, Any], results: list[dict[str, Any]]) -> str:
-    lines = [
-        f"Measured {info['date']} on {info['cpu']} ({info['cpu_count']} cores"
+def describe_machine(info: dict[str, Any]) -> str:
+    """``machine_info(...)`` as one sentence: date, CPU, cores, GPU, library versions."""
+    return (
+        f"{info['date']} on {info['cpu']} ({info['cpu_count']} cores"
         + (f", {info['gpu']}" if "gpu" in info else "")
         + f"), torch {info['torch']}, PyG {info['torch_geometric']}, "
         f"torch-sparse {info['torch_sparse']}, torch-scatter {info['torch_scatter']}, "
-        f"device {info['device']}.",
+        f"device {info['device']}"
+    )
+
+
+def markdown(info: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    lines = [
+        f"Measured {describe_machine(info)}.",
         "",
         "| model | dataset | s/epoch | s/eval (valid users) | interactions/s | peak RSS MB |"
         + (" peak GPU MB |" if "gpu" in info else ""),
@@ -210,11 +217,13 @@ def _seconds(value: float | None) -> str:
 def split_datasets(spec: str) -> list[str]:
     """``"tiktok,synthetic:users=10,items=5"`` -> ``["tiktok", "synthetic:users=10,items=5"]``.
 
-    A comma starts a new dataset unless what follows is a ``key=value`` of a synthetic spec.
+    A comma starts a new dataset unless what follows is a ``key=value`` of a synthetic spec
+    (a part starting with ``synthetic`` is the next spec).
     """
     datasets: list[str] = []
     for part in spec.split(","):
-        if datasets and datasets[-1].startswith("synthetic:") and "=" in part:
+        continues = "=" in part and not part.startswith("synthetic")
+        if datasets and datasets[-1].startswith("synthetic:") and continues:
             datasets[-1] += "," + part
         else:
             datasets.append(part)

@@ -1,11 +1,12 @@
-"""TikTok (bundled; image + audio): BPR-MF, LightGCN, MENTOR and MMSSL, MMRec protocol.
+"""TikTok (bundled; image + audio): every model (BPR-MF, LightGCN, VBPR, BM3, FREEDOM,
+LATTICE, MENTOR, MMSSL), MMRec protocol.
 
-python examples/tiktok.py [--epochs N] [--models bpr,lightgcn,mentor,mmssl]
+python examples/tiktok.py [--epochs N] [--models bpr,lightgcn,vbpr,...]
 """
 
 import argparse
 
-from _common import train_and_report
+from _common import ALL_MODELS, train_and_report
 
 from mmgraph.data import load_dataset
 
@@ -15,7 +16,7 @@ CPU_SETTINGS = {"mmssl": {"num_candidates": 1024}}
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--epochs", type=int, default=1000)
-parser.add_argument("--models", default="bpr,lightgcn,mentor,mmssl", help="comma-separated")
+parser.add_argument("--models", default=ALL_MODELS, help="comma-separated")
 args = parser.parse_args()
 
 dataset = load_dataset("tiktok")  # ships inside the package

@@ -1,4 +1,4 @@
-"""Command line: ``mmgraph preprocess | train | evaluate | recommend | plot | list``.
+"""Command line: ``mmgraph preprocess | train | tune | evaluate | recommend | plot | list``.
 
 Errors caused by input (files, config keys, checkpoints) print one ``mmgraph: error: ...``
 line on stderr and exit with status 2; anything else is a bug and keeps its traceback.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from mmgraph.data.preprocess import (
     read_id_map,
 )
 from mmgraph.errors import CheckpointError, ConfigError, DataError, MMGraphError
-from mmgraph.eval import Evaluator
+from mmgraph.eval import Evaluator, run_evaluate
 from mmgraph.eval.plot import (
     export_tensorboard,
     item_embeddings,
@@ -42,14 +43,17 @@ from mmgraph.train import (
     DistributedContext,
     RunConfig,
     TrainConfig,
-    Trainer,
     destroy_distributed,
+    fit_run,
     init_distributed,
     parse_overrides,
     read_config_file,
     resolve_config,
-    seed_everything,
 )
+from mmgraph.train.tune import expand_grid, format_table, parse_grid, read_grid_file, tune_grid
+
+#: ``(origin, {key: value})``: one layer of configuration, as :func:`resolve_config` takes it.
+Layer = tuple[str, dict[str, Any]]
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -76,6 +80,29 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run as one process of `torchrun` (data-parallel over its processes and machines)",
     )
+
+    tune = commands.add_parser(
+        "tune", help="grid search selected on valid; test of the chosen point only"
+    )
+    tune.add_argument("--model", help="model name (see `mmgraph list`)")
+    tune.add_argument("--dataset", help="bundled dataset name or MMRec-layout folder")
+    tune.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a searched config key and its values, typed as --set values (repeatable)",
+    )
+    tune.add_argument("--grid-file", help="YAML file of `key: [values]` to search")
+    tune.add_argument("--config", help="YAML file of config keys (the base of every point)")
+    tune.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="fix a config key"
+    )
+    tune.add_argument("--epochs", type=int)
+    tune.add_argument("--seed", type=int)
+    tune.add_argument("--device", help="cpu, cuda or cuda:N")
+    tune.add_argument("--out", help="output folder (default runs/tune-<model>-<dataset>)")
+    tune.add_argument("--quiet", action="store_true", help="no per-point or per-epoch lines")
 
     evaluate = commands.add_parser("evaluate", help="metrics of a checkpoint on one split")
     evaluate.add_argument("--checkpoint", required=True)
@@ -142,27 +169,42 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------- train
-def _resolve_run(args: argparse.Namespace, previous: dict[str, Any] | None) -> RunConfig:
-    layers: list[tuple[str, dict[str, Any]]] = []
+def _config_layers(
+    args: argparse.Namespace, previous: dict[str, Any] | None = None
+) -> tuple[str, list[Layer], list[Layer]]:
+    """The model's name, the base layers (a checkpoint's config, ``--config``) and the fixed
+    ones (``--set``, then ``--epochs/--seed/--device``), each in increasing precedence."""
+    base: list[Layer] = []
     model_name = args.model
     if previous is not None:
         model_name = model_name or previous["model"]
-        layers.append(("checkpoint config", previous))
+        base.append(("checkpoint config", previous))
     file_layer = read_config_file(args.config) if args.config else {}
     model_name = model_name or file_layer.get("model")
     if not model_name:
         raise ConfigError("--model is required (or a `model:` key in --config)")
     if file_layer:
-        layers.append((str(args.config), file_layer))
+        base.append((str(args.config), file_layer))
+    fixed: list[Layer] = []
     if args.set:
-        layers.append(("--set", parse_overrides(args.set)))
+        fixed.append(("--set", parse_overrides(args.set)))
     explicit = {
         key: getattr(args, key)
         for key in ("epochs", "seed", "device")
         if getattr(args, key) is not None
     }
-    layers.append(("command line", explicit))
-    return resolve_config(get_model(model_name), layers)
+    fixed.append(("command line", explicit))
+    return model_name, base, fixed
+
+
+def _resolve_run(args: argparse.Namespace, previous: dict[str, Any] | None) -> RunConfig:
+    model_name, base, fixed = _config_layers(args, previous)
+    return resolve_config(get_model(model_name), [*base, *fixed])
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -181,8 +223,7 @@ def _train(args: argparse.Namespace) -> int:
     config = _resolve_run(args, previous)
     out = Path(args.out or f"runs/{config.model}-{dataset.name}")
     settings = config.train
-    if settings.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {settings.device!r} requested but CUDA is not available")
+    _check_device(settings.device)
     if not args.distributed:
         return _fit_and_report(args, dataset, config, out, None)
     joined = torch.distributed.is_initialized()  # a caller's own group is left to it
@@ -209,28 +250,40 @@ def _fit_and_report(
     say(f"config: {json.dumps(config.to_dict())}")
     if context is not None:
         say(f"distributed: {context.world_size} processes, global batch {settings.batch_size}")
-    seed_everything(settings.seed)
-    model = get_model(config.model).from_dataset(dataset, **config.hparams)
-    evaluator = Evaluator(
-        dataset,
-        ks=settings.ks,
-        batch_size=settings.eval_batch_size,
-        shard=context.shard if context is not None else None,
-    )
-    trainer = Trainer(
-        model,
+    result = fit_run(
         dataset,
         config,
-        evaluator.evaluate,
-        out_dir=out,
+        run_evaluate,
+        out,
+        resume=args.resume,
         progress=not quiet and sys.stderr.isatty(),
         log=say,
         distributed=context,
     )
-    result = trainer.fit(resume=args.resume)
     say(f"wrote {out / 'best.pt'}, {out / 'last.pt'}, {out / 'log.jsonl'}, {out / 'metrics.json'}")
     if context is None or context.is_main:
         print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------- tune
+def _tune(args: argparse.Namespace) -> int:
+    """Grid search: every point checked before the dataset loads and anything trains."""
+    if not args.dataset:
+        raise ConfigError("--dataset is required")
+    model_name, base, fixed = _config_layers(args)
+    axes = read_grid_file(args.grid_file) if args.grid_file else []
+    axes += parse_grid(args.grid)
+    points = expand_grid(get_model(model_name), axes, base, fixed)
+    _check_device(points[0].config.train.device)
+    dataset = load_dataset(args.dataset)
+    out = Path(args.out or f"runs/tune-{points[0].config.model}-{dataset.name}")
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    say(f"dataset: {dataset}")
+    say(f"grid: {len(points)} points of {', '.join(axis.key for axis in axes)} in {out}")
+    result = tune_grid(dataset, points, run_evaluate, out, command=args.command_line, log=say)
+    say(f"wrote {out / 'tune.csv'}, {out / 'best.json'}")
+    print(format_table(result))
     return 0
 
 
@@ -413,7 +466,8 @@ def _list(args: argparse.Namespace) -> int:
     print("models:")
     for name, cls in sorted(registered_models().items()):
         summary = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"  {name:12s} {cls.__name__}: {summary}")
+        needs = " [needs item features]" if cls.requires_features else ""
+        print(f"  {name:12s} {cls.__name__}: {summary}{needs}")
     print("bundled datasets:")
     for name in list_bundled():
         print(f"  {name}")
@@ -423,6 +477,7 @@ def _list(args: argparse.Namespace) -> int:
 COMMANDS = {
     "preprocess": _preprocess,
     "train": _train,
+    "tune": _tune,
     "evaluate": _evaluate,
     "recommend": _recommend,
     "plot": _plot,
@@ -437,7 +492,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mmgraph`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
+    args.command_line = shlex.join(["mmgraph", *argv])
     warnings.showwarning = _show_warning
     try:
         return COMMANDS[args.command](args)

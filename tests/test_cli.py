@@ -83,6 +83,10 @@ def test_list_shows_models_and_bundled_data(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
     assert "lightgcn" in text and "bpr" in text and "tiktok" in text
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")}
+    for name in ("vbpr", "bm3", "freedom", "lattice", "mentor", "mmssl"):
+        assert lines[name].endswith("[needs item features]")
+    assert "needs" not in lines["lightgcn"]
 
 
 @pytest.mark.parametrize(

@@ -60,3 +60,18 @@ def test_speed_suite_on_a_synthetic_spec_with_overrides(tmp_path):
     assert result["settings"] == {"reference": True}
     assert (result["users"], result["items"]) == (200, 150)
     assert "| mentor (reference=True) | synthetic 200 x 150 |" in out.with_suffix(".md").read_text()
+
+
+def test_knn_benchmark_quick_run_measures_a_partial_build(tmp_path):
+    out = tmp_path / "knn.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.knn", "--quick", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads(out.read_text())["results"]
+    assert (result["items"], result["dim"], result["rows_searched"]) == (2000, 32, 500)
+    assert result["edges"] == 2000 * 10
+    assert result["build_seconds_estimated"] >= result["search_seconds"] * 4
+    assert result["peak_cpu_rss_mb"] >= result["rss_after_inputs_mb"] > 0
+    assert "| 2,000 × 32 | 10 | 500 |" in out.with_suffix(".md").read_text()

@@ -8,6 +8,8 @@ from mmgraph.data.knn import (
     fused_knn_graph,
     knn_cache_key,
     knn_graph,
+    knn_neighbours,
+    modality_knn_graphs,
 )
 from mmgraph.errors import ConfigError, DataError
 from mmgraph.nn import LightGCNConv
@@ -121,17 +123,35 @@ def test_default_weights_and_weight_validation():
         fused_knn_graph(tiny_dataset(), 3, cache_dir=None)
 
 
-def test_cache_key_depends_on_features_k_weights_and_self():
+def test_cache_key_depends_on_features_k_and_self():
     features = {"image": torch.randn(10, 4), "text": torch.randn(10, 3)}
-    weights = {"image": 0.1, "text": 0.9}
-    base = knn_cache_key(features, 5, weights, True)
-    assert base == knn_cache_key({m: f.clone() for m, f in features.items()}, 5, weights, True)
+    base = knn_cache_key(features, 5, True)
+    assert base == knn_cache_key({m: f.clone() for m, f in features.items()}, 5, True)
     changed = dict(features, text=features["text"].clone())
     changed["text"][3, 1] += 1e-3
-    assert knn_cache_key(changed, 5, weights, True) != base
-    assert knn_cache_key(features, 6, weights, True) != base
-    assert knn_cache_key(features, 5, {"image": 0.2, "text": 0.8}, True) != base
-    assert knn_cache_key(features, 5, weights, False) != base
+    assert knn_cache_key(changed, 5, True) != base
+    assert knn_cache_key(features, 6, True) != base
+    assert knn_cache_key(features, 5, False) != base
+
+
+def test_new_weights_reuse_the_cached_modality_graphs(tmp_path, monkeypatch):
+    data = tiny_dataset(modalities={"image": 8, "text": 6})
+    first = fused_knn_graph(data, 4, {"image": 0.1, "text": 0.9}, cache_dir=tmp_path)
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the kNN graph was rebuilt instead of read from the cache")
+
+    monkeypatch.setattr("mmgraph.data.knn.knn_graph", no_rebuild)
+    fresh = tiny_dataset(modalities={"image": 8, "text": 6})
+    second = fused_knn_graph(fresh, 4, {"image": 0.5, "text": 0.5}, cache_dir=tmp_path)
+    graphs = modality_knn_graphs(fresh, 4, cache_dir=tmp_path)
+    dense = {m: torch.zeros(20, 20) for m in graphs}
+    for m, (edge_index, weight) in graphs.items():
+        dense[m].index_put_((edge_index[1], edge_index[0]), weight, accumulate=True)
+    expected = 0.5 * dense["image"] + 0.5 * dense["text"]
+    assert torch.allclose(second.to_dense(), expected)
+    assert not torch.allclose(first.to_dense(), second.to_dense())
+    assert len(list((tmp_path / "knn").glob("*.pt"))) == 1
 
 
 def test_disk_cache_hit_returns_identical_tensors(tmp_path, monkeypatch):
@@ -141,7 +161,8 @@ def test_disk_cache_hit_returns_identical_tensors(tmp_path, monkeypatch):
     assert len(files) == 1
     stored = torch.load(files[0], weights_only=True)
     assert stored["mmgraph_format"] == KNN_FORMAT
-    assert first is fused_knn_graph(data, 4, cache_dir=tmp_path)  # in-memory hit
+    graphs = modality_knn_graphs(data, 4, cache_dir=tmp_path)
+    assert graphs is modality_knn_graphs(data, 4, cache_dir=tmp_path)  # in-memory hit
 
     def no_rebuild(*args, **kwargs):
         raise AssertionError("the kNN graph was rebuilt instead of read from the cache")
@@ -173,3 +194,12 @@ def test_default_cache_dir_follows_the_environment_and_survives_a_corrupt_file(
         rebuilt = fused_knn_graph(tiny_dataset(modalities={"image": 8}), 3)
     assert torch.equal(rebuilt.to_dense(), expected.to_dense())
     assert torch.load(path, weights_only=True)["mmgraph_format"] == KNN_FORMAT
+
+
+def test_neighbours_of_a_row_range_equal_those_rows_of_the_full_build():
+    features = torch.randn(50, 7, generator=torch.Generator().manual_seed(3))
+    full = knn_neighbours(features, 5, chunk_size=8)
+    assert torch.equal(knn_neighbours(features, 5, chunk_size=3, start=11, stop=29), full[11:29])
+    assert knn_neighbours(features, 5, start=50, stop=50).shape == (0, 5)
+    with pytest.raises(ValueError, match="start <= stop"):
+        knn_neighbours(features, 5, start=30, stop=20)

@@ -131,7 +131,7 @@ def test_zero_weights_skip_their_branches():
 
 
 def test_configuration_errors():
-    with pytest.raises(ConfigError, match="at least one item modality"):
+    with pytest.raises(DataError, match="'mentor' needs item modality features"):
         MENTOR.from_dataset(tiny_dataset())
     data = tiny_dataset(modalities={"image": 8})
     with pytest.raises(ConfigError, match="temperature, dropout"):

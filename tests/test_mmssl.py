@@ -227,6 +227,11 @@ def test_trainer_resume_is_exact(tmp_path):
     make_trainer(data, tmp_path / "b", 2).fit()
     resumed = make_trainer(data, tmp_path / "b", 4).fit(resume=True)
     assert resumed.to_dict() == straight.to_dict()
+    for record in straight.history:  # the critic's loss is logged, not added to the total
+        losses = record["loss"]
+        assert losses["loss_critic"] != 0
+        expected = sum(v for k, v in losses.items() if k not in ("loss", "loss_critic"))
+        assert losses["loss"] == pytest.approx(expected)
 
 
 def tiktok_slice(every: int = 8) -> InteractionDataset:

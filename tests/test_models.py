@@ -82,7 +82,7 @@ def test_save_and_load_round_trip(tmp_path):
     model = LightGCN.from_dataset(data, embedding_dim=8, num_layers=2)
     model.save(tmp_path / "model.pt")
     loaded = Recommender.load(tmp_path / "model.pt", data)
-    assert isinstance(loaded, LightGCN) and loaded.num_layers == 2
+    assert isinstance(loaded, LightGCN) and loaded.encoder.num_layers == 2
     for a, b in zip(model(), loaded()):
         assert torch.equal(a, b)
     assert "adj" not in torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]

@@ -6,8 +6,12 @@ features, so they live in the data layer and are cached:
 
 * in memory on the dataset (``dataset._cache``), and
 * on disk under :func:`default_cache_dir` (``$MMGRAPH_CACHE``, else ``~/.cache/mmgraph``),
-  keyed by a SHA-256 of everything the graph depends on (feature bytes, ``k``, the modality
-  weights, ``include_self`` and a format version), never by ``k`` alone.
+  keyed by a SHA-256 of everything the graphs depend on (feature bytes, ``k``,
+  ``include_self`` and a format version), never by ``k`` alone.
+
+The cache holds the per-modality graphs; fusing them with modality weights
+(:func:`fused_knn_graph`) is a cheap sum done on every call, so a change of weights can never
+hit a stale file.
 
 Edge convention (PyG's): ``edge_index[0]`` is the *source* (the neighbour ``j``), ``edge_index[1]``
 the *target* (the item ``i`` that aggregates), so the matrix ``A[i, j]`` of a graph has its rows
@@ -25,7 +29,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.utils import to_torch_csr_tensor
 
@@ -42,10 +45,13 @@ __all__ = [
     "fused_knn_graph",
     "knn_cache_key",
     "knn_graph",
+    "knn_neighbours",
+    "modality_knn_graphs",
+    "neighbour_edges",
 ]
 
 #: format of the cached files; part of the cache key, so bumping it invalidates old files.
-KNN_FORMAT = "mmgraph-knn/1"
+KNN_FORMAT = "mmgraph-knn/2"
 #: environment variable naming the cache folder.
 CACHE_ENV = "MMGRAPH_CACHE"
 #: entries of one block of the similarity matrix in :func:`knn_graph` (float32: 256 MB).
@@ -108,6 +114,53 @@ def knn_graph(
     Raises:
         DataError: bad shape, non-finite features, or ``k`` out of range.
     """
+    return neighbour_edges(
+        knn_neighbours(features, k, include_self=include_self, chunk_size=chunk_size)
+    )
+
+
+def neighbour_edges(neighbours: Tensor) -> tuple[Tensor, Tensor]:
+    """``[I, k]`` neighbour ids -> the normalised edge list of :func:`knn_graph`.
+
+    Shapes:
+        ``neighbours: [I, k]`` -> ``(edge_index [2, I·k], edge_weight [I·k])``.
+    """
+    num_items, k = neighbours.shape
+    target = torch.arange(num_items, device=neighbours.device).repeat_interleave(k)
+    edge_index = torch.stack([neighbours.flatten(), target])
+    return edge_index, _symmetric_row_normalisation(edge_index, num_items)
+
+
+def knn_neighbours(
+    features: Tensor,
+    k: int,
+    *,
+    include_self: bool = True,
+    chunk_size: int | None = None,
+    start: int = 0,
+    stop: int | None = None,
+) -> Tensor:
+    """The ``k`` most cosine-similar items of items ``start .. stop - 1`` (see :func:`knn_graph`).
+
+    Beyond the input, memory is one ``[chunk_size, I]`` similarity block plus the result: no
+    normalised copy of the features is made (a row's ranking does not depend on its own norm,
+    so each block is only divided by the *other* items' norms).
+
+    Args:
+        features: ``[I, d]`` item features.
+        k: neighbours per item, ``1 <= k < I``.
+        include_self: see :func:`knn_graph`.
+        chunk_size: similarity rows computed at once (``None``: as many as fit in
+            :data:`SIMILARITY_BLOCK_ENTRIES`).
+        start, stop: the query items (default all); a part of a large build can be computed
+            (or measured) on its own.
+
+    Returns:
+        ``[stop - start, k]`` neighbour ids per query item, by decreasing similarity.
+
+    Raises:
+        DataError: bad shape, non-finite features, or ``k`` out of range.
+    """
     if features.dim() != 2:
         raise DataError(f"kNN features must be [num_items, dim], got shape {tuple(features.shape)}")
     num_items = features.size(0)
@@ -120,20 +173,25 @@ def knn_graph(
         chunk_size = max(1, SIMILARITY_BLOCK_ENTRIES // num_items)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if not bool(torch.isfinite(features).all()):
-        raise DataError("kNN features contain NaN or infinite values")
-    unit = F.normalize(features.float(), dim=1)  # zero rows stay zero
-    neighbours = torch.empty(num_items, k, dtype=torch.long, device=features.device)
+    stop = num_items if stop is None else stop
+    if not 0 <= start <= stop <= num_items:
+        raise ValueError(f"need 0 <= start <= stop <= {num_items}, got {start}, {stop}")
+    features = features.float()
+    for block in torch.split(features, chunk_size):  # no [I, d] boolean temporary
+        if not bool(torch.isfinite(block).all()):
+            raise DataError("kNN features contain NaN or infinite values")
+    norms = torch.linalg.vector_norm(features, dim=1)
+    inv_norms = torch.where(norms > 0, 1.0 / norms, 0.0)  # an all-zero row: cosine 0 with all
+    neighbours = torch.empty(stop - start, k, dtype=torch.long, device=features.device)
     fill = torch.inf if include_self else -torch.inf
-    for start in range(0, num_items, chunk_size):
-        stop = min(start + chunk_size, num_items)
-        sim = unit[start:stop] @ unit.T  # [chunk, I]
-        local = torch.arange(stop - start, device=features.device)
-        sim[local, local + start] = fill
-        neighbours[start:stop] = torch.topk(sim, k, dim=1).indices
-    target = torch.arange(num_items, device=features.device).repeat_interleave(k)
-    edge_index = torch.stack([neighbours.flatten(), target])
-    return edge_index, _symmetric_row_normalisation(edge_index, num_items)
+    for first in range(start, stop, chunk_size):
+        last = min(first + chunk_size, stop)
+        sim = features[first:last] @ features.T  # [chunk, I]
+        sim.mul_(inv_norms)  # cosine times |x_i|, a positive factor of the row: same ranking
+        local = torch.arange(last - first, device=features.device)
+        sim[local, local + first] = fill
+        neighbours[first - start : last - start] = torch.topk(sim, k, dim=1).indices
+    return neighbours
 
 
 def _symmetric_row_normalisation(edge_index: Tensor, num_items: int) -> Tensor:
@@ -178,27 +236,16 @@ def _check_weights(modalities: list[str], weights: Mapping[str, float] | None) -
     return checked
 
 
-def knn_cache_key(
-    features: Mapping[str, Tensor],
-    k: int,
-    weights: Mapping[str, float],
-    include_self: bool,
-) -> str:
-    """SHA-256 hex digest of everything a fused kNN graph depends on.
+def knn_cache_key(features: Mapping[str, Tensor], k: int, include_self: bool) -> str:
+    """SHA-256 hex digest of everything the per-modality kNN graphs depend on.
 
     Args:
         features: modality name -> ``[I, d]`` features (their bytes, shape and dtype count).
         k: neighbours per item.
-        weights: modality name -> fusion weight.
         include_self: see :func:`knn_graph`.
     """
     digest = hashlib.sha256()
-    settings = {
-        "format": KNN_FORMAT,
-        "k": int(k),
-        "include_self": bool(include_self),
-        "weights": {m: repr(float(w)) for m, w in sorted(weights.items())},
-    }
+    settings = {"format": KNN_FORMAT, "k": int(k), "include_self": bool(include_self)}
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for modality in sorted(features):
         feat = features[modality].detach().contiguous().cpu()
@@ -246,41 +293,37 @@ def _weighted_sum(graphs: Graphs, weights: Mapping[str, float], num_items: int) 
     return to_torch_csr_tensor(edge_index, torch.cat(values), size=(num_items, num_items))
 
 
-def fused_knn_graph(
+def modality_knn_graphs(
     dataset: InteractionDataset,
     k: int = 10,
-    weights: Mapping[str, float] | None = None,
     *,
     include_self: bool = True,
     chunk_size: int | None = None,
     cache_dir: str | os.PathLike | _Default | None = DEFAULT_CACHE_DIR,
-) -> Tensor:
-    r"""MENTOR's fused item–item graph :math:`\sum_m w_m \hat A_m` of a dataset.
+) -> Graphs:
+    """The :func:`knn_graph` of every modality of a dataset, cached in memory and on disk.
 
-    The per-modality graphs (:func:`knn_graph`) are also stored on the dataset as
+    The graphs are also stored on the dataset as
     ``dataset.data['item', f'similar_{m}', 'item'].edge_index`` / ``.edge_weight`` (those of
     the latest call).
 
     Args:
         dataset: a dataset with at least one modality.
         k: neighbours per item.
-        weights: modality name -> weight; default :func:`default_knn_weights` (0.1 image /
-            0.9 text for an image+text dataset, uniform otherwise).
         include_self: see :func:`knn_graph`.
         chunk_size: similarity rows computed at once (see :func:`knn_graph`).
         cache_dir: folder of the disk cache; default :func:`default_cache_dir`; ``None``
             disables the disk cache (the in-memory cache on the dataset stays).
 
     Returns:
-        ``[I, I]`` float32 ``torch.sparse_csr`` matrix; row ``i`` holds item ``i``'s neighbours.
+        modality -> ``(edge_index [2, I·k], edge_weight [I·k])`` as :func:`knn_graph` returns.
     """
     modalities = dataset.modalities
     if not modalities:
         raise DataError(f"dataset {dataset.name!r} has no modality features to build a kNN graph")
-    weights = _check_weights(modalities, weights)
     features = dataset.feature_dict()
-    key = knn_cache_key(features, k, weights, include_self)
-    memory_key = ("fused_knn_graph", key)
+    key = knn_cache_key(features, k, include_self)
+    memory_key = ("modality_knn_graphs", key)
     if memory_key not in dataset._cache:
         path = None
         if cache_dir is not None:
@@ -294,10 +337,40 @@ def fused_knn_graph(
             }
             if path is not None:
                 _write_cache(path, key, graphs)
-        dataset._cache[memory_key] = (graphs, _weighted_sum(graphs, weights, dataset.num_items))
-    graphs, fused = dataset._cache[memory_key]
+        dataset._cache[memory_key] = graphs
+    graphs = dataset._cache[memory_key]
     for modality, (edge_index, edge_weight) in graphs.items():
         store = dataset.data[ITEM, f"similar_{modality}", ITEM]
         store.edge_index = edge_index
         store.edge_weight = edge_weight
-    return fused
+    return graphs
+
+
+def fused_knn_graph(
+    dataset: InteractionDataset,
+    k: int = 10,
+    weights: Mapping[str, float] | None = None,
+    *,
+    include_self: bool = True,
+    chunk_size: int | None = None,
+    cache_dir: str | os.PathLike | _Default | None = DEFAULT_CACHE_DIR,
+) -> Tensor:
+    r"""MENTOR's (and FREEDOM's) fused item–item graph :math:`\sum_m w_m \hat A_m` of a dataset.
+
+    Args:
+        dataset: a dataset with at least one modality.
+        k: neighbours per item.
+        weights: modality name -> weight; default :func:`default_knn_weights` (0.1 image /
+            0.9 text for an image+text dataset, uniform otherwise).
+        include_self, chunk_size, cache_dir: see :func:`modality_knn_graphs`.
+
+    Returns:
+        ``[I, I]`` float32 ``torch.sparse_csr`` matrix; row ``i`` holds item ``i``'s neighbours.
+    """
+    if not dataset.modalities:
+        raise DataError(f"dataset {dataset.name!r} has no modality features to build a kNN graph")
+    weights = _check_weights(dataset.modalities, weights)
+    graphs = modality_knn_graphs(
+        dataset, k, include_self=include_self, chunk_size=chunk_size, cache_dir=cache_dir
+    )
+    return _weighted_sum(graphs, weights, dataset.num_items)

@@ -1,6 +1,12 @@
 """Exact, vectorised full-ranking evaluation (MMRec protocol)."""
 
-from mmgraph.eval.evaluator import DEFAULT_KS, Evaluator, evaluate_scores, model_device
+from mmgraph.eval.evaluator import (
+    DEFAULT_KS,
+    Evaluator,
+    evaluate_scores,
+    model_device,
+    run_evaluate,
+)
 from mmgraph.eval.metrics import ngcf_ndcg, ranking_metrics
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
 
@@ -12,5 +18,6 @@ __all__ = [
     "model_device",
     "ngcf_ndcg",
     "ranking_metrics",
+    "run_evaluate",
     "topk_recommendations",
 ]

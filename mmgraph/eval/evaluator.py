@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -22,7 +23,10 @@ from mmgraph.eval.metrics import ngcf_ndcg as _ngcf_ndcg
 from mmgraph.eval.metrics import ranking_metrics
 from mmgraph.nn.ranking import topk_recommendations
 
-__all__ = ["DEFAULT_KS", "Evaluator", "evaluate_scores"]
+if TYPE_CHECKING:
+    from mmgraph.train.config import TrainConfig
+
+__all__ = ["DEFAULT_KS", "Evaluator", "evaluate_scores", "run_evaluate"]
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20, 50)
 
@@ -250,3 +254,14 @@ class Evaluator:
                 ngcf_ndcg=self.ngcf_ndcg,
                 shard=self.shard,
             )
+
+
+def run_evaluate(
+    dataset: InteractionDataset, settings: TrainConfig, shard: tuple[int, int] | None = None
+) -> Callable[[nn.Module, Split], dict[str, float]]:
+    """The ``evaluate(model, split)`` of a run: an :class:`Evaluator` with the run's ``ks`` and
+    ``eval_batch_size``. ``mmgraph train``, ``mmgraph tune`` and the accuracy benchmark pass
+    it to :func:`mmgraph.train.fit_run` (the trainer sits below this layer)."""
+    return Evaluator(
+        dataset, ks=settings.ks, batch_size=settings.eval_batch_size, shard=shard
+    ).evaluate

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from mmgraph.data.dataset import CSR, InteractionDataset, build_csr
 from mmgraph.data.sampling import Batch, BPRSampler
-from mmgraph.errors import CheckpointError, ConfigError
+from mmgraph.errors import CheckpointError, ConfigError, DataError
 from mmgraph.io import FORMAT_KEY, atomic_torch_save, safe_torch_load
 from mmgraph.nn.ranking import topk_recommendations
 
@@ -48,6 +48,11 @@ class Recommender(nn.Module):
     name: ClassVar[str] = ""
     #: trainer settings this model's paper uses (e.g. ``{"lr": 1e-4}``), over the defaults.
     train_defaults: ClassVar[dict[str, Any]] = {}
+    #: logged terms of another objective (an adversarial critic's), left out of the logged
+    #: total ``loss`` of the recommender.
+    separate_loss_terms: ClassVar[frozenset[str]] = frozenset()
+    #: the model needs item modality features (it cannot train on an ID-only dataset).
+    requires_features: ClassVar[bool] = False
     #: constructor arguments filled from the dataset, not hyper-parameters.
     dataset_args: ClassVar[tuple[str, ...]] = ("num_users", "num_items", "train_edge_index")
 
@@ -81,15 +86,19 @@ class Recommender(nn.Module):
     ) -> dict[str, Any]:
         """The constructor arguments taken from ``dataset`` (override to add features).
 
-        ``hparams`` are all hyper-parameters, defaults filled in, for inputs that depend on
-        them (MENTOR's kNN graph depends on ``knn_k``). Structure derived from the data is
-        built here, by the data layer, never in the constructor.
+        Models with ``requires_features`` also get ``features`` (modality name ->
+        ``[I, d_m]``). ``hparams`` are all hyper-parameters, defaults filled in, for inputs
+        that depend on them (MENTOR's kNN graph depends on ``knn_k``). Structure derived from
+        the data is built here, by the data layer, never in the constructor.
         """
-        return {
+        inputs = {
             "num_users": dataset.num_users,
             "num_items": dataset.num_items,
             "train_edge_index": dataset.edge_index("train"),
         }
+        if cls.requires_features:
+            inputs["features"] = dataset.feature_dict()
+        return inputs
 
     @classmethod
     def from_dataset(cls, dataset: InteractionDataset, **hparams: Any) -> Recommender:
@@ -100,6 +109,11 @@ class Recommender(nn.Module):
             raise ConfigError(
                 f"unknown hyper-parameter(s) {unknown} for model {cls.name!r}; "
                 f"known: {sorted(known)}"
+            )
+        if cls.requires_features and not dataset.modalities:
+            raise DataError(
+                f"model {cls.name!r} needs item modality features, but dataset "
+                f"{dataset.name!r} has none"
             )
         resolved = {**known, **hparams}
         model = cls(**cls.dataset_inputs(dataset, resolved), **hparams)

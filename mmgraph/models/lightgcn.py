@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
-from mmgraph.nn.conv import LightGCNConv
+from mmgraph.nn.conv import LightGCNEncoder
 from mmgraph.nn.losses import bpr_loss, embedding_l2
 
 
@@ -41,8 +41,7 @@ class LightGCN(Recommender):
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
         self.embedding = nn.Embedding(num_users + num_items, embedding_dim)
-        self.conv = LightGCNConv()
-        self.num_layers = num_layers
+        self.encoder = LightGCNEncoder(num_layers)
         self.reg_weight = reg_weight
         adj = user_item_adjacency(train_edge_index, num_users, num_items)
         self.register_buffer("adj", adj, persistent=False)
@@ -52,12 +51,7 @@ class LightGCN(Recommender):
         nn.init.xavier_uniform_(self.embedding.weight)
 
     def forward(self) -> Embeddings:
-        x = self.embedding.weight
-        total = x
-        for _ in range(self.num_layers):
-            x = self.conv(x, self.adj, adj=self.adj)
-            total = total + x
-        out = total / (self.num_layers + 1)
+        out = self.encoder(self.embedding.weight, self.adj)
         return torch.split(out, [self.num_users, self.num_items])
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:

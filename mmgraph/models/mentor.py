@@ -102,6 +102,7 @@ class MENTOR(Recommender):
 
     name = "mentor"
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-4, "batch_size": 2048}
+    requires_features = True
     dataset_args = (*Recommender.dataset_args, "features", "item_graph")
 
     def __init__(
@@ -190,14 +191,9 @@ class MENTOR(Recommender):
     ) -> dict[str, Any]:
         """Sizes, training graph, features and the fused kNN item graph (built and cached by
         :func:`~mmgraph.data.knn.fused_knn_graph` from ``knn_k`` and ``item_graph_weights``)."""
-        if not dataset.modalities:
-            raise ConfigError(
-                f"MENTOR needs at least one item modality, but dataset {dataset.name!r} has none"
-            )
         graph = fused_knn_graph(dataset, hparams["knn_k"], hparams["item_graph_weights"])
         return {
             **super().dataset_inputs(dataset, hparams),
-            "features": dataset.feature_dict(),
             "item_graph": graph,
         }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -81,7 +80,8 @@ class MMSSL(Recommender):
     100 x the collaborative score row (:func:`~mmgraph.nn.gumbel_real_rows`), with WGAN-GP;
     then the recommender minimises ``loss_bpr + loss_reg + loss_feat + loss_cl + loss_adv``
     (``loss_cl``: InfoNCE between :math:`g^m_u` and the final user embedding, intra-view
-    negatives; ``loss_adv = -G_rate·mean D(fake)``). ``loss_critic`` is logged too. Each
+    negatives; ``loss_adv = -G_rate·mean D(fake)``). ``loss_critic`` is logged too, outside the
+    logged total ``loss`` (another objective). Each
     optimiser updates only its own parameters: AdamW for the recommender (``lr``,
     ``weight_decay`` from the trainer), Adam(``critic_lr``, betas (0.5, 0.9)) for the critic.
     With ``adv_rate=0`` the critic cannot reach the recommender and is skipped altogether.
@@ -133,6 +133,8 @@ class MMSSL(Recommender):
         "batch_size": 1024,
         "patience": 7,
     }
+    requires_features = True
+    separate_loss_terms = frozenset({"loss_critic"})
     dataset_args = (*Recommender.dataset_args, "features")
 
     def __init__(
@@ -220,16 +222,6 @@ class MMSSL(Recommender):
         self._generator_optimizer: torch.optim.Optimizer | None = None
         self._batch_index = 0
         self.reset_parameters()
-
-    @classmethod
-    def dataset_inputs(
-        cls, dataset: InteractionDataset, hparams: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        if not dataset.modalities:
-            raise DataError(
-                f"MMSSL needs item modality features; dataset {dataset.name!r} has none"
-            )
-        return {**super().dataset_inputs(dataset, hparams), "features": dataset.feature_dict()}
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_embedding.weight)

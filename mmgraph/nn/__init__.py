@@ -4,17 +4,27 @@ from mmgraph.nn.adversarial import AdversarialDiscriminator, gradient_penalty
 from mmgraph.nn.alignment import AlignmentHead, distribution_distance, gaussian_stats
 from mmgraph.nn.attention import ModalityAttention
 from mmgraph.nn.contrastive import ContrastiveHead
-from mmgraph.nn.conv import LightGCNConv
+from mmgraph.nn.conv import LightGCNConv, LightGCNEncoder
 from mmgraph.nn.encoders import (
     FeatureProjector,
     ItemGraphPropagation,
     ModalityFusion,
+    ModalityProjection,
     MultiBranchLightGCN,
     UserItemInput,
 )
-from mmgraph.nn.losses import bpr_loss, embedding_l2
+from mmgraph.nn.item_graph import (
+    LatentItemGraph,
+    cosine_edge_weights,
+    cosine_knn_edges,
+    item_graph_csr,
+    propagate_items,
+    row_sum_normalization,
+    similarity_knn_graph,
+)
+from mmgraph.nn.losses import bpr_loss, embedding_l2, embedding_norm, negative_cosine
 from mmgraph.nn.masking import FeatureMaskingLoss
-from mmgraph.nn.perturb import GraphPerturbation, drop_edges
+from mmgraph.nn.perturb import GraphPerturbation, degree_sensitive_edge_sample, drop_edges
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
 from mmgraph.nn.sparse import blocked_sparse_matmul, csr_transpose, sparse_matmul
 from mmgraph.nn.structure import (
@@ -36,26 +46,38 @@ __all__ = [
     "FeatureProjector",
     "GraphPerturbation",
     "ItemGraphPropagation",
+    "LatentItemGraph",
     "LightGCNConv",
+    "LightGCNEncoder",
     "ModalityAttention",
     "ModalityFusion",
     "ModalityGraphGenerator",
+    "ModalityProjection",
     "MultiBranchLightGCN",
     "UserItemGraph",
     "UserItemInput",
     "blocked_sparse_matmul",
     "bpr_loss",
+    "cosine_edge_weights",
+    "cosine_knn_edges",
     "csr_transpose",
+    "degree_sensitive_edge_sample",
     "distribution_distance",
     "drop_edges",
     "embedding_l2",
+    "embedding_norm",
     "gaussian_stats",
     "gradient_penalty",
     "gumbel_real_rows",
     "interaction_rows",
+    "item_graph_csr",
     "mask_seen",
+    "negative_cosine",
     "normalized_unseen_scores",
+    "propagate_items",
+    "row_sum_normalization",
     "sample_candidates",
+    "similarity_knn_graph",
     "sparse_matmul",
     "topk_recommendations",
     "topk_unseen_items",

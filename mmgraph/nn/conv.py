@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor
+from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from mmgraph.nn.sparse import sparse_matmul
@@ -44,3 +44,34 @@ class LightGCNConv(MessagePassing):
 
     def message_and_aggregate(self, adj_t: Tensor, x: Tensor, adj: Tensor | None) -> Tensor:
         return sparse_matmul(adj_t, x, adj)
+
+
+class LightGCNEncoder(nn.Module):
+    r"""``L`` LightGCN hops with the layer-mean readout (LightGCN, LATTICE, FREEDOM, BM3).
+
+    .. math::
+        E = \frac{1}{L+1} \sum_{l=0}^{L} \hat A^{l} E^{(0)}
+
+    Args:
+        num_layers: hops ``L >= 0``.
+
+    Shapes:
+        ``x: [N, d]``, ``adj: [N, N]`` symmetric sparse :math:`\hat A` -> ``[N, d]``.
+    """
+
+    def __init__(self, num_layers: int = 3) -> None:
+        super().__init__()
+        if num_layers < 0:
+            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+        self.num_layers = num_layers
+        self.conv = LightGCNConv()
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        total = x
+        for _ in range(self.num_layers):
+            x = self.conv(x, adj, adj=adj)
+            total = total + x
+        return total / (self.num_layers + 1)
+
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}"

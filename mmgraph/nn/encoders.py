@@ -11,7 +11,7 @@ Branches are stacked on a middle axis: ``[num_nodes, num_branches, dim]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,58 @@ class FeatureProjector(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(F.leaky_relu(self.hidden(x), self.negative_slope))
+
+
+class ModalityProjection(nn.Module):
+    r"""One linear map per modality from frozen item features to a shared width.
+
+    .. math::
+        f_m = W_m x_m + b_m, \qquad x_m \in \mathbb R^{I \times d_m}
+
+    The features are kept as non-persistent buffers (dataset content, not weights: they are not
+    written to checkpoints and never trained). Summing the outputs equals one linear map of the
+    concatenated features (VBPR's ``E [x_1 \| \dots \| x_M]``).
+
+    Args:
+        features: modality name -> ``[I, d_m]`` item features (at least one).
+        out_dim: output width ``d``.
+        init: ``"default"`` (torch's ``nn.Linear`` init), ``"xavier_normal"`` or
+            ``"xavier_uniform"`` for the weights (biases keep torch's init).
+
+    Shapes:
+        ``forward() -> {name: [I, out_dim]}``.
+    """
+
+    def __init__(
+        self, features: Mapping[str, Tensor], out_dim: int = 64, init: str = "default"
+    ) -> None:
+        super().__init__()
+        if not features:
+            raise ValueError("ModalityProjection needs at least one modality")
+        if init not in ("default", "xavier_normal", "xavier_uniform"):
+            raise ValueError(f"unknown init {init!r}")
+        self.modalities = list(features)
+        self.init = init
+        self.linears = nn.ModuleList()
+        for index, x in enumerate(features.values()):
+            self.register_buffer(f"features_{index}", x.float(), persistent=False)
+            self.linears.append(nn.Linear(x.size(1), out_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for linear in self.linears:
+            linear.reset_parameters()
+            if self.init != "default":
+                getattr(nn.init, self.init + "_")(linear.weight)
+
+    def raw(self, modality: str) -> Tensor:
+        """``[I, d_m]`` frozen features of one modality."""
+        return getattr(self, f"features_{self.modalities.index(modality)}")
+
+    def forward(self) -> dict[str, Tensor]:
+        return {
+            m: linear(self.raw(m)) for m, linear in zip(self.modalities, self.linears, strict=True)
+        }
 
 
 class UserItemInput(nn.Module):
@@ -149,10 +201,11 @@ class MultiBranchLightGCN(nn.Module):
 
 
 class ItemGraphPropagation(nn.Module):
-    r"""Residual hop(s) over a fixed item–item graph (LATTICE / FREEDOM / MENTOR).
+    r"""Hop(s) over a fixed item–item graph (MENTOR: residual; FREEDOM: plain).
 
     .. math::
-        \text{out} = x + S^{L} x
+        \text{out} = x + S^{L} x \quad (\text{residual}), \qquad
+        \text{out} = S^{L} x \quad (\text{otherwise})
 
     with :math:`S` the (fused, row-normalised) kNN graph, e.g.
     :func:`mmgraph.data.knn.fused_knn_graph`. The graph is linear and shared, so stacked
@@ -161,6 +214,8 @@ class ItemGraphPropagation(nn.Module):
     Args:
         num_layers: hops ``L`` over the item graph (MENTOR's ``n_mm_layers`` = 1).
         block_width: CPU column-block width (see :func:`~mmgraph.nn.blocked_sparse_matmul`).
+        residual: add the input to the result (MENTOR) or not (FREEDOM, whose model adds the
+            result to other item embeddings instead).
 
     Shapes:
         ``x: [I, D]``; ``graph: [I, I]`` sparse :math:`S`; ``graph_transpose``: :math:`S^T`
@@ -168,17 +223,22 @@ class ItemGraphPropagation(nn.Module):
         every backward) -> ``[I, D]``.
     """
 
-    def __init__(self, num_layers: int = 1, block_width: int | None = None) -> None:
+    def __init__(
+        self, num_layers: int = 1, block_width: int | None = None, residual: bool = True
+    ) -> None:
         super().__init__()
         if num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {num_layers}")
         self.num_layers = num_layers
         self.block_width = block_width
+        self.residual = residual
 
     def forward(self, x: Tensor, graph: Tensor, graph_transpose: Tensor | None = None) -> Tensor:
         h = x
         for _ in range(self.num_layers):
             h = blocked_sparse_matmul(graph, h, graph_transpose, self.block_width)
+        if not self.residual:
+            return h
         return x + h if self.num_layers else x
 
 

@@ -1,4 +1,5 @@
-"""Training: configuration, the shared trainer, checkpoints, data-parallel runs."""
+"""Training: configuration, the shared trainer, checkpoints, data-parallel runs, grid search
+(:mod:`mmgraph.train.tune`)."""
 
 from mmgraph.train.config import (
     RunConfig,
@@ -8,19 +9,35 @@ from mmgraph.train.config import (
     resolve_config,
 )
 from mmgraph.train.distributed import DistributedContext, destroy_distributed, init_distributed
+from mmgraph.train.runner import (
+    MakeEvaluate,
+    RunSummary,
+    build_model,
+    evaluate_checkpoint,
+    fit_run,
+    read_run,
+    run_folder_state,
+)
 from mmgraph.train.trainer import Trainer, TrainingDiverged, TrainResult, seed_everything
 
 __all__ = [
     "DistributedContext",
+    "MakeEvaluate",
     "RunConfig",
+    "RunSummary",
     "TrainConfig",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
+    "build_model",
     "destroy_distributed",
+    "evaluate_checkpoint",
+    "fit_run",
     "init_distributed",
     "parse_overrides",
     "read_config_file",
+    "read_run",
     "resolve_config",
+    "run_folder_state",
     "seed_everything",
 ]

@@ -162,17 +162,21 @@ def _coerce(key: str, value: Any, default: Any, origin: str) -> Any:
     return value
 
 
-def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["lr=1e-3", "ks=[10,20]"]`` -> ``{"lr": "1e-3", "ks": [10, 20]}`` (values as YAML)."""
+def parse_overrides(pairs: Iterable[str], origin: str = "--set") -> dict[str, Any]:
+    """``["lr=1e-3", "ks=[10,20]"]`` -> ``{"lr": "1e-3", "ks": [10, 20]}`` (values as YAML).
+
+    ``origin`` names the flag in error messages (``mmgraph tune`` types ``--grid`` values here).
+    """
     parsed: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
+            raise ConfigError(f"{origin} expects key=value, got {pair!r}")
         try:
             parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {pair!r}: value is not valid YAML ({exc})") from None
+            reason = str(exc).splitlines()[0]
+            raise ConfigError(f"{origin} {pair!r}: value is not valid YAML ({reason})") from None
     return parsed
 
 

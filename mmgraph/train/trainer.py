@@ -40,7 +40,8 @@ class TrainingDiverged(MMGraphError):
 
 @dataclass
 class TrainResult:
-    """Outcome of :meth:`Trainer.fit`: valid/test metrics at the best-valid epoch."""
+    """Outcome of :meth:`Trainer.fit`: valid/test metrics at the best-valid epoch (``test`` is
+    empty when the trainer was built with ``evaluate_test=False``)."""
 
     best_epoch: int
     valid: dict[str, float]
@@ -91,6 +92,9 @@ class Trainer:
             split over the ranks, gradients are summed with weights before every optimiser
             step, ``evaluate`` should be sharded (``Evaluator(..., shard=context.shard)``),
             rank 0's metrics decide early stopping, and only rank 0 logs and writes files.
+        evaluate_test: evaluate test at the end; ``False`` for model selection (``mmgraph
+            tune``), where only the chosen configuration's test is evaluated, later: the
+            result's and ``metrics.json``'s ``test`` are then empty.
     """
 
     def __init__(
@@ -103,12 +107,14 @@ class Trainer:
         progress: bool = True,
         log: Callable[[str], None] | None = print,
         distributed: DistributedContext | None = None,
+        evaluate_test: bool = True,
     ) -> None:
         self.model = model
         self.dataset = dataset
         self.config = config
         self.settings = config.train
         self.evaluate = evaluate
+        self.evaluate_test = evaluate_test
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.distributed = distributed
         self.is_main = distributed is None or distributed.is_main
@@ -194,7 +200,8 @@ class Trainer:
             batches += 1
             self._check_finite(terms, epoch)
         means = {key: float(value) / max(batches, 1) for key, value in sums.items()}
-        means["loss"] = sum(means.values())
+        separate = self.model.separate_loss_terms
+        means["loss"] = sum(value for key, value in means.items() if key not in separate)
         return means
 
     def _global_terms(
@@ -244,7 +251,7 @@ class Trainer:
         if self.best_model_state is None:  # no evaluation happened (epochs < eval_every)
             self._validate(self.state.epoch)
         self.model.load_state_dict(self.best_model_state)
-        test = self._agreed(self.evaluate(self.model, "test"))
+        test = self._agreed(self.evaluate(self.model, "test")) if self.evaluate_test else {}
         result = TrainResult(self.state.best_epoch, self.state.best_valid, test, history)
         if self.out_dir is not None and self.is_main:
             metrics = json.dumps(result.to_dict(), indent=2)

@@ -1,0 +1,214 @@
+"""One configured run: build the model, fit it with the shared trainer, read its folder back.
+
+``mmgraph train``, ``mmgraph tune`` (one run per grid point) and ``benchmarks/accuracy.py``
+all train through :func:`fit_run`, so a run means the same thing everywhere. The evaluator is
+passed in as a factory (:func:`mmgraph.eval.run_evaluate`): the trainer's layer sits below
+``mmgraph.eval``.
+
+A run folder holds what :class:`~mmgraph.train.Trainer` writes (``best.pt``, ``last.pt``,
+``log.jsonl``, ``metrics.json``); :func:`run_folder_state` tells whether a folder is new,
+partial (resumable) or finished for a given configuration, and :func:`read_run` summarises a
+finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mmgraph.data.dataset import InteractionDataset
+from mmgraph.errors import CheckpointError, ConfigError
+from mmgraph.io import safe_torch_load
+from mmgraph.models import get_model
+from mmgraph.models.base import MODEL_FORMAT, Recommender
+from mmgraph.train.config import RunConfig, TrainConfig
+from mmgraph.train.distributed import DistributedContext
+from mmgraph.train.trainer import EvaluateFn, Trainer, TrainResult, seed_everything
+
+#: ``make_evaluate(dataset, settings, shard) -> evaluate(model, split)``, e.g.
+#: :func:`mmgraph.eval.run_evaluate`; ``shard`` is ``(rank, world_size)`` or ``None``.
+MakeEvaluate = Callable[[InteractionDataset, TrainConfig, tuple[int, int] | None], EvaluateFn]
+
+RunState = Literal["new", "partial", "finished"]
+
+
+def build_model(dataset: InteractionDataset, config: RunConfig) -> Recommender:
+    """``config``'s model for ``dataset``, its parameters initialised from ``config``'s seed."""
+    seed_everything(config.train.seed)
+    return get_model(config.model).from_dataset(dataset, **config.hparams)
+
+
+def fit_run(
+    dataset: InteractionDataset,
+    config: RunConfig,
+    make_evaluate: MakeEvaluate,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    model: Recommender | None = None,
+    resume: bool = False,
+    evaluate_test: bool = True,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    distributed: DistributedContext | None = None,
+) -> TrainResult:
+    """Train ``config``'s model on ``dataset`` with the shared :class:`Trainer`.
+
+    Args:
+        dataset: the data.
+        config: the resolved run configuration (:func:`~mmgraph.train.resolve_config`).
+        make_evaluate: the evaluator factory (:data:`MakeEvaluate`).
+        out_dir: the run folder (``None``: nothing is written).
+        model: an already built model (:func:`build_model`); built here when ``None``.
+        resume: continue the run in ``out_dir`` from its ``last.pt``.
+        evaluate_test: evaluate test on the best-valid weights at the end (``False`` for
+            model selection: test stays empty, also in ``metrics.json``).
+        progress: show a progress bar per epoch.
+        log: receives one line per evaluation (``None``: silent).
+        distributed: this process's rank in a data-parallel run.
+
+    Returns:
+        The trainer's result: best epoch, valid (and test) metrics at it, the epoch history.
+    """
+    if model is None:
+        model = build_model(dataset, config)
+    shard = distributed.shard if distributed is not None else None
+    trainer = Trainer(
+        model,
+        dataset,
+        config,
+        make_evaluate(dataset, config.train, shard),
+        out_dir=out_dir,
+        progress=progress,
+        log=log,
+        distributed=distributed,
+        evaluate_test=evaluate_test,
+    )
+    return trainer.fit(resume=resume)
+
+
+def _normalised(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(config))
+
+
+def run_folder_state(
+    out_dir: str | os.PathLike, config: RunConfig, dataset: InteractionDataset
+) -> RunState:
+    """Whether ``out_dir`` is ``"new"`` (absent or empty), ``"partial"`` (a started run of this
+    configuration: resume it) or ``"finished"`` (its ``metrics.json`` is written).
+
+    Raises:
+        ConfigError: the folder holds a run of another configuration or dataset, or files
+            that are not a run's.
+    """
+    out = Path(out_dir)
+    if not out.exists() or not any(out.iterdir()):
+        return "new"
+    checkpoint = next((out / n for n in ("last.pt", "best.pt") if (out / n).is_file()), None)
+    if checkpoint is None:
+        raise ConfigError(
+            f"{out}: holds files but no last.pt or best.pt (a run killed in its first epoch, or "
+            "not a run folder); delete it to train this run again"
+        )
+    try:
+        recorded = safe_torch_load(checkpoint, MODEL_FORMAT)
+    except CheckpointError as exc:
+        raise ConfigError(f"{out}: cannot be reused ({exc})") from None
+    if (recorded.get("dataset") or {}).get("fingerprint") != dataset.fingerprint:
+        raise ConfigError(
+            f"{out}: holds a run on other data than {dataset.name!r}; use another output folder"
+        )
+    old, new = _normalised(recorded.get("config") or {}), _normalised(config.to_dict())
+    changed = [
+        f"{key}={old.get(key)!r} (now {new.get(key)!r})"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    if changed:
+        raise ConfigError(
+            f"{out}: holds a run of another configuration: {', '.join(changed)}; "
+            "use another output folder or delete it"
+        )
+    if (out / "metrics.json").is_file():
+        return "finished"
+    if not (out / "last.pt").is_file():
+        raise ConfigError(f"{out}: holds best.pt but no last.pt; delete it to train this run again")
+    return "partial"
+
+
+@dataclass
+class RunSummary:
+    """A finished run, read back from its folder.
+
+    Attributes:
+        best_epoch: the epoch selected on valid.
+        last_epoch: the last epoch trained.
+        valid: valid metrics at ``best_epoch`` (``{"recall@20": ...}``).
+        test: test metrics at ``best_epoch``; empty when the run did not evaluate test.
+        stopped_early: ``patience`` evaluations without improvement ended the run; ``False``
+            means the ``epochs`` cap did (the run may still have been improving).
+        seconds: training and valid-evaluation time summed over ``log.jsonl`` (model setup
+            and the test evaluation excluded; the sum over all sessions of a resumed run).
+    """
+
+    best_epoch: int
+    last_epoch: int
+    valid: dict[str, float]
+    test: dict[str, float]
+    stopped_early: bool
+    seconds: float
+
+
+def read_run(out_dir: str | os.PathLike, settings: TrainConfig) -> RunSummary:
+    """Summary of the finished run in ``out_dir``, trained with ``settings``.
+
+    Raises:
+        ConfigError: ``metrics.json`` or ``log.jsonl`` is missing or unreadable.
+    """
+    out = Path(out_dir)
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+        history = [
+            json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line
+        ]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{out}: not a finished run ({exc})") from None
+    if not history:
+        raise ConfigError(f"{out}: log.jsonl is empty")
+    evaluations = [record for record in history if "valid" in record]
+    without_improvement = 0
+    for record in reversed(evaluations):
+        if record.get("improved"):
+            break
+        without_improvement += 1
+    return RunSummary(
+        best_epoch=int(metrics["best_epoch"]),
+        last_epoch=int(history[-1]["epoch"]),
+        valid=metrics.get("valid") or {},
+        test=metrics.get("test") or {},
+        stopped_early=without_improvement >= settings.patience > 0,
+        seconds=sum(r.get("train_seconds", 0.0) + r.get("eval_seconds", 0.0) for r in history),
+    )
+
+
+def evaluate_checkpoint(
+    path: str | os.PathLike,
+    dataset: InteractionDataset,
+    make_evaluate: MakeEvaluate,
+    settings: TrainConfig,
+    split: str = "test",
+) -> dict[str, float]:
+    """Metrics on ``split`` of the model in a trainer checkpoint (``best.pt``), on ``dataset``.
+
+    Raises:
+        CheckpointError: the checkpoint is unreadable or was trained on other data.
+    """
+    exported = safe_torch_load(path, MODEL_FORMAT)
+    if (exported.get("dataset") or {}).get("fingerprint") != dataset.fingerprint:
+        raise CheckpointError(f"{path}: was trained on other data than {dataset.name!r}")
+    model = Recommender.from_export(exported, dataset).to(settings.device)
+    return make_evaluate(dataset, settings, None)(model, split)

@@ -1,0 +1,163 @@
+"""``mmgraph tune`` (grid search selected on valid) and ``benchmarks/accuracy.py``."""
+
+import csv
+import json
+import math
+from dataclasses import fields
+
+import pytest
+
+from benchmarks.accuracy import METRICS, format_mean_std
+from benchmarks.accuracy import main as accuracy_main
+from mmgraph.cli import main
+from mmgraph.eval import run_evaluate
+from mmgraph.models import get_model
+from mmgraph.train import TrainConfig, read_run
+from mmgraph.train.tune import (
+    PointResult,
+    expand_grid,
+    parse_grid,
+    select_point,
+    tune_grid,
+)
+from tests.helpers import tiny_dataset
+
+SPEC = "synthetic:users=120,items=60,interactions=1500"
+NO_FEATURES = SPEC + ",modalities=none"
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tune") / "out"
+    argv = ["tune", "--model", "lightgcn", "--dataset", SPEC, "--grid", "num_layers=1,2",
+            "--set", "batch_size=256", "--epochs", "2", "--out", str(out)]  # fmt: skip
+    assert main([*argv, "--quiet"]) == 0
+    return argv, out
+
+
+def _read_csv(path):
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_tune_selects_the_valid_argmax_and_tests_only_that_point(tuned, capsys):
+    _, out = tuned
+    rows = _read_csv(out / "tune.csv")
+    assert [row["num_layers"] for row in rows] == ["1", "2"]
+    scores = [float(row["valid_recall@20"]) for row in rows]
+    chosen = scores.index(max(scores))  # index() is the first maximum: the documented tie rule
+    best = json.loads((out / "best.json").read_text())
+    assert best["run"] == rows[chosen]["run"] and best["point"] == {"num_layers": chosen + 1}
+    assert best["valid"]["recall@20"] == pytest.approx(scores[chosen])
+    assert best["best_epoch"] == int(rows[chosen]["best_epoch"])
+    assert {"recall@20", "ndcg@20"} <= set(best["test"]) and best["command"].startswith("mmgraph")
+    assert not any(name.startswith("test") for name in rows[0])
+    for row in rows:  # no point's test was computed, the chosen one's included
+        assert json.loads((out / row["run"] / "metrics.json").read_text())["test"] == {}
+
+
+def test_tune_reuses_finished_points_and_refuses_another_configuration(tuned, capsys):
+    argv, out = tuned
+    before = (out / "best.json").read_text()
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("reusing the finished run") == 2
+    assert "*  " + json.loads(before)["run"] in captured.out
+    assert json.loads((out / "best.json").read_text())["test"] == json.loads(before)["test"]
+    assert main([*argv[:-4], "--epochs", "3", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "epochs=2 (now 3)" in err[0]
+
+
+def test_unknown_grid_key_is_one_error_line_before_anything_runs(tmp_path, capsys):
+    argv = ["tune", "--model", "lightgcn", "--dataset", SPEC, "--grid", "num_layer=1,2",
+            "--out", str(tmp_path / "t")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mmgraph: error: --grid: unknown config key")
+    assert "'num_layer'" in err[0] and "did you mean num_layers" in err[0]
+    assert not (tmp_path / "t").exists()
+
+
+def test_selection_sees_valid_metrics_only():
+    fake = [  # the test-best point (2) is not the valid-best (1, tied with 3: first wins)
+        {"valid": {"recall@20": 0.30}, "test": {"recall@20": 0.20}},
+        {"valid": {"recall@20": 0.40}, "test": {"recall@20": 0.10}},
+        {"valid": {"recall@20": 0.35}, "test": {"recall@20": 0.90}},
+        {"valid": {"recall@20": 0.40}, "test": {"recall@20": 0.50}},
+    ]
+    assert select_point([point["valid"] for point in fake], "recall@20") == 1
+    assert select_point([None, {"recall@20": math.nan}, {"recall@20": 0.0}], "recall@20") == 2
+    assert select_point([None], "recall@20") is None
+    assert "test" not in {field.name for field in fields(PointResult)}
+
+
+def test_tune_grid_evaluates_test_once(tmp_path):
+    dataset = tiny_dataset()
+    splits = []
+
+    def counting(dataset, settings, shard):
+        evaluate = run_evaluate(dataset, settings, shard)
+        return lambda model, split: splits.append(split) or evaluate(model, split)
+
+    axes = parse_grid(["lr=1e-2,1e-3"])
+    points = expand_grid(get_model("bpr"), axes, fixed_layers=[("cli", {"epochs": 1})])
+    result = tune_grid(dataset, points, counting, tmp_path)
+    assert splits.count("test") == 1 and splits.count("valid") == 2
+    assert set(result.test) >= {"recall@20"} and result.best.valid is not None
+
+
+def test_grid_values_are_typed_like_set_values():
+    axes = parse_grid(["lr=1e-3,0.01", "ks=[10,20],[5,20]", "reference=true,false"])
+    assert [axis.values for axis in axes] == [("1e-3", 0.01), ([10, 20], [5, 20]), (True, False)]
+    points = expand_grid(get_model("mentor"), axes, fixed_layers=[])
+    assert len(points) == 8 and points[0].values == {"lr": 0.001, "ks": [10, 20], "reference": True}
+    assert points[-1].name == "run-008" and points[-1].config.train.ks == [5, 20]
+
+
+def test_read_run_tells_early_stopping_from_the_epoch_cap(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"valid": {}, "test": {}, "best_epoch": 1}))
+    log = [{"epoch": e, "train_seconds": 1.0, "valid": {}, "improved": e == 1} for e in (1, 2, 3)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    assert read_run(tmp_path, TrainConfig(epochs=3, patience=2)).stopped_early
+    summary = read_run(tmp_path, TrainConfig(epochs=3, patience=5))
+    assert not summary.stopped_early and (summary.last_epoch, summary.seconds) == (3, 3.0)
+
+
+def test_mean_std_formatting():
+    assert format_mean_std([0.1]) == "0.1000"
+    assert format_mean_std([0.1, 0.2]) == "0.1500 ± 0.0707"  # sample std
+    assert format_mean_std([None, 0.25]) == "0.2500" and format_mean_std([]) == "–"
+
+
+def _markdown_rows(markdown):
+    """``{(dataset, model): [cells]}`` from the report's tables."""
+    rows, dataset = {}, None
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            dataset = line[3:]
+        elif line.startswith("| ") and not line.startswith("| model"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[dataset, cells[0]] = cells[1:]
+    return rows
+
+
+def test_accuracy_quick_run_merges_and_its_markdown_matches_the_json(tmp_path, capsys):
+    common = ["--quick", "--out", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+              "--tag", "t", "--quiet"]  # fmt: skip
+    assert accuracy_main([*common, "--models", "bpr,mentor"]) == 0
+    assert accuracy_main([*common, "--models", "lightgcn,bpr"]) == 0
+    report = json.loads((tmp_path / "t.json").read_text())
+    entries = {(e["model"], e["dataset"]): e for e in report["entries"]}
+    assert len(report["entries"]) == 6 and len(report["invocations"]) == 2
+    assert entries["mentor", NO_FEATURES]["status"] == "skipped"
+    assert entries["bpr", SPEC]["reused"] and not entries["lightgcn", SPEC]["reused"]
+    assert entries["bpr", SPEC]["command"].startswith("mmgraph train --model bpr")
+    rows = _markdown_rows((tmp_path / "t.md").read_text())
+    for (model, dataset), entry in entries.items():
+        cells = rows[dataset, model]
+        if entry["status"] == "skipped":
+            assert cells[0].startswith("skipped: ")
+            continue
+        assert cells[: len(METRICS)] == [f"{entry['test'][m]:.4f}" for m in METRICS]
+        assert cells[len(METRICS)].rstrip("¹") == f"{entry['best_epoch']} / {entry['last_epoch']}"
