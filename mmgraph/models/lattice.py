@@ -45,7 +45,7 @@ class LATTICE(Recommender):
     Deviations from LATTICE's code (and MMRec's port): the user–item graph is LightGCN's
     :math:`D^{-1/2} A D^{-1/2}` (MMRec's LATTICE uses :math:`D^{-1}(A + I)`); features are
     frozen (the code trains the raw tables); the top-k selection runs in row blocks, so no
-    ``I x I`` similarity matrix is built (the code builds ``M + 2`` of them per epoch); any
+    ``I x I`` similarity matrix is built (the code builds several per epoch, dense); any
     number of modalities. The NGCF and MF backbones of the code are not offered.
 
     Args:
