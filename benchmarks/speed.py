@@ -14,7 +14,8 @@ Results go to a JSON file and a Markdown table with the machine's description::
 specs (see :func:`split_datasets`). ``--set`` overrides config keys (model hyper-parameters
 or ``batch_size``) for every pair.
 
-Timings are medians over ``--epochs`` measured epochs after one warm-up epoch; with
+Timings are medians over ``--epochs`` measured epochs after one warm-up epoch (none with
+``--no-warmup``, for runs whose epoch takes minutes); with
 ``--max-batches N`` (and under ``--quick``) each epoch stops after ``N`` batches and its
 time is extrapolated to a full epoch (``batches_timed`` / ``batches_per_epoch`` in the JSON).
 """
@@ -46,7 +47,8 @@ DATASETS = {
 }
 
 
-def _sync(device: str) -> None:
+def sync_device(device: str) -> None:
+    """Wait for queued GPU work so that a timer stops when it is done (no-op on CPU)."""
     import torch
 
     if device.startswith("cuda"):
@@ -61,6 +63,7 @@ def measure(
     max_batches: int | None,
     overrides: dict[str, Any] | None = None,
     evaluate: bool = True,
+    warmup: bool = True,
 ) -> dict[str, Any]:
     """Time one model on one dataset in this process (``overrides``: config keys)."""
     import torch
@@ -86,7 +89,7 @@ def measure(
     def one_epoch(epoch: int) -> tuple[float, int]:
         model.train()
         model.on_epoch_start(epoch)
-        _sync(device)
+        sync_device(device)
         started = time.perf_counter()
         batches = 0
         for batch in sampler:
@@ -94,10 +97,11 @@ def measure(
             batches += 1
             if max_batches is not None and batches >= max_batches:
                 break
-        _sync(device)
+        sync_device(device)
         return time.perf_counter() - started, batches
 
-    one_epoch(0)  # warm-up
+    if warmup:  # an untimed epoch (or max_batches batches) first
+        one_epoch(0)
     epoch_times, batches = [], 0
     for epoch in range(1, epochs + 1):
         seconds, batches = one_epoch(epoch)
@@ -105,10 +109,10 @@ def measure(
     evaluator = Evaluator(dataset, ks=run.train.ks, batch_size=run.train.eval_batch_size)
     eval_times = []
     for _ in range(max(2, epochs) if evaluate else 0):
-        _sync(device)
+        sync_device(device)
         started = time.perf_counter()
         evaluator.evaluate(model, "valid")
-        _sync(device)
+        sync_device(device)
         eval_times.append(time.perf_counter() - started)
     # With a batch limit the epoch time is extrapolated from the timed batches.
     full_batches = len(sampler)
@@ -125,6 +129,7 @@ def measure(
         "settings": overrides or {},
         "setup_seconds": setup_seconds,
         "batch_size": run.train.batch_size,
+        "warmup": warmup,
         "batches_timed": batches,
         "batches_per_epoch": full_batches,
         "epoch_seconds": epoch_seconds,
@@ -243,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-eval", action="store_true", help="time training only")
     parser.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="time the first epoch (for runs where one epoch takes minutes and warm-up is noise)",
+    )
+    parser.add_argument(
         "--max-batches", type=int, help="time this many batches per epoch and extrapolate"
     )
     parser.add_argument("--single", nargs=2, metavar=("MODEL", "DATASET"), help=argparse.SUPPRESS)
@@ -261,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             max_batches,
             overrides,
             evaluate=not args.no_eval,
+            warmup=not args.no_warmup,
         )
         print(json.dumps(result))
         return 0
@@ -278,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--quick"] if args.quick else []
             command += [f"--set={pair}" for pair in args.set]
             command += ["--no-eval"] if args.no_eval else []
+            command += ["--no-warmup"] if args.no_warmup else []
             command += [f"--max-batches={args.max_batches}"] if args.max_batches else []
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
             if done.returncode != 0:

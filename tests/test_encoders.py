@@ -12,6 +12,7 @@ from mmgraph.nn import (
     UserItemInput,
     csr_transpose,
 )
+from mmgraph.nn.noise import uniform_like
 from tests.helpers import tiny_dataset
 
 
@@ -59,6 +60,23 @@ def test_multi_branch_perturbation_touches_only_flagged_branches():
     assert torch.all(diff > 0) and torch.all(diff < 0.1 + 0.1 * 2 + 1e-4)
     with pytest.raises(ValueError, match="flags"):
         layer(x, adj, perturbed=[True])
+
+
+def test_multi_branch_all_perturbed_equals_dense_noisy_lightgcn():
+    data = tiny_dataset()
+    adj = user_item_adjacency(data.edge_index(), data.num_users, data.num_items)
+    dense = adj.to_dense()
+    x = torch.randn(50, 2, 4)
+    torch.manual_seed(3)
+    out = MultiBranchLightGCN(num_layers=2, eps=0.1)(x, adj, perturbed=True)
+    torch.manual_seed(3)  # the layer draws one [N, B, d] uniform tensor per hop, in order
+    expected, h = x.clone(), x
+    for _ in range(2):
+        h = torch.einsum("nm,mbd->nbd", dense, h)
+        noise = uniform_like(h)
+        h = h + torch.sign(h) * 0.1 * noise / noise.norm(dim=-1, keepdim=True)
+        expected = expected + h
+    assert torch.allclose(out, expected, atol=1e-5)
 
 
 def test_item_graph_propagation_is_residual_and_differentiable():

@@ -52,12 +52,12 @@ def test_speed_suite_on_a_synthetic_spec_with_overrides(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.speed", "--quick", "--models", "mentor",
          "--datasets", "synthetic:users=200,items=150,interactions=3000",
-         "--set", "reference=true", "--out", str(out)],
+         "--set", "reference=true", "--no-warmup", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     (result,) = json.loads(out.read_text())["results"]
-    assert result["settings"] == {"reference": True}
+    assert result["settings"] == {"reference": True} and result["warmup"] is False
     assert (result["users"], result["items"]) == (200, 150)
     assert "| mentor (reference=True) | synthetic 200 x 150 |" in out.with_suffix(".md").read_text()
 
@@ -75,3 +75,18 @@ def test_knn_benchmark_quick_run_measures_a_partial_build(tmp_path):
     assert result["build_seconds_estimated"] >= result["search_seconds"] * 4
     assert result["peak_cpu_rss_mb"] >= result["rss_after_inputs_mb"] > 0
     assert "| 2,000 × 32 | 10 | 500 |" in out.with_suffix(".md").read_text()
+
+
+def test_propagation_benchmark_compares_backends_that_agree(tmp_path):
+    out = tmp_path / "propagation.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.propagation", "--quick", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())["results"]
+    assert {r["backend"] for r in results} >= {"csr", "csr-matmul", "message-passing"}
+    for r in results:
+        assert (r["nodes"], r["width"]) == (9308 + 6710, 8) and r["seconds"] > 0
+        assert r["max_abs_diff_to_csr"] < 1e-5  # every backend computes the same product
+    assert "| tiktok | 16,018 |" in out.with_suffix(".md").read_text()

@@ -11,6 +11,7 @@ from mmgraph.errors import ConfigError, DataError
 from mmgraph.eval import Evaluator
 from mmgraph.models import MENTOR, Recommender, get_model
 from mmgraph.nn import AlignmentHead
+from mmgraph.nn.noise import uniform_like
 from mmgraph.train import Trainer, resolve_config, seed_everything
 from tests.conftest import requires_shared, shared_data_dir
 from tests.helpers import tiny_dataset
@@ -89,6 +90,43 @@ def test_loss_terms_match_a_dense_recomputation():
     assert terms["loss_align"].item() == pytest.approx(expected.item(), rel=1e-4)
 
 
+def test_graph_view_contrast_matches_a_dense_noisy_recomputation():
+    data, model = build(2)
+    torch.manual_seed(5)
+    terms = model.loss(BATCH)
+    adj = dense_lightgcn_adjacency(data.edge_index(), data.num_users, data.num_items)
+    graph = fused_knn_graph(data, 3, cache_dir=None).to_dense()
+    features = [data.features("image"), data.features("text")] * 2  # two noisy copies each
+    x = torch.stack(
+        [
+            F.normalize(torch.cat([branch.preference, branch.projector(feat)]), dim=1)
+            for branch, feat in zip(model.noisy_inputs, features, strict=True)
+        ],
+        dim=1,
+    )  # [U + I, 4, d]
+    torch.manual_seed(5)  # the noisy branches draw one [U + I, 4, d] uniform tensor per hop
+    total, h = x, x
+    for _ in range(2):
+        h = torch.einsum("nm,mbd->nbd", adj, h)
+        noise = uniform_like(h)
+        h = h + torch.sign(h) * 0.1 * noise / noise.norm(dim=-1, keepdim=True)
+        total = total + h
+    users, items = total[: data.num_users], total[data.num_users :]
+    items = items + torch.einsum("ij,jbd->ibd", graph, items)
+    weights = model.fusion.weight.repeat(1, 2).unsqueeze(-1)  # [U, 4, 1]: w_image, w_text, ...
+    users = weights * users
+
+    def info_nce(a, b):  # one direction, cosine, temperature 0.2, no intra-view negatives
+        logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / 0.2
+        return F.cross_entropy(logits, torch.arange(a.size(0)))
+
+    u, i = BATCH.users.unique(), BATCH.pos_items.unique()
+    expected = info_nce(users[u, :2].flatten(1), users[u, 2:].flatten(1)) + info_nce(
+        items[i, :2].flatten(1), items[i, 2:].flatten(1)
+    )
+    assert terms["loss_mask_g"].item() == pytest.approx(1e-3 * expected.item(), rel=1e-4)
+
+
 def test_reference_bpr_is_log2_and_contrast_population_differs(monkeypatch):
     _, faithful = build(2)
     _, reference = build(2, reference=True)
@@ -106,6 +144,16 @@ def test_reference_bpr_is_log2_and_contrast_population_differs(monkeypatch):
         monkeypatch.setattr(model.contrast, "forward", record)
         model.loss(BATCH)
         assert rows == expected  # unique batch users/positive items vs all
+
+    # A cap samples the batch's unique nodes (3 users, 4 items) and leaves the reference alone.
+    for hparams, expected in (({}, [2, 2]), ({"reference": True}, [30, 20])):
+        _, capped = build(2, max_contrast_nodes=2, **hparams)
+        sizes: list[int] = []
+        monkeypatch.setattr(
+            capped.contrast, "forward", lambda a, b, sizes=sizes: sizes.append(len(a)) or a.sum()
+        )
+        capped.loss(BATCH)
+        assert sizes == expected
 
 
 def test_gradients_reach_every_parameter_and_reference_leaves_the_masking_mlp_untrained():
@@ -191,3 +239,24 @@ def test_modality_item_embeddings_are_the_item_outputs_of_each_branch():
     for m, modality in enumerate(data.modalities):
         _, items = dense_branch(data, model.modal_inputs[m], data.features(modality))
         assert torch.allclose(per_modality[modality], items, atol=1e-5)
+
+
+def test_mentor_steps_with_the_fused_adam_kernel_other_models_do_not():
+    _, model = build(2)
+    assert model.configure_optimizers(1e-3, 0.0)[0].defaults["fused"] is True
+    lightgcn = get_model("lightgcn").from_dataset(tiny_dataset())
+    assert not lightgcn.configure_optimizers(1e-3, 0.0)[0].defaults["fused"]
+
+
+def test_training_step_gradient_equals_the_gradient_of_the_summed_loss():
+    _, model = build(2)
+    torch.manual_seed(1)
+    terms = model.loss(BATCH)
+    sum(terms.values()).backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    torch.manual_seed(1)  # same noise and masks: two backward passes, one gradient
+    logged = model.training_step(BATCH, [torch.optim.SGD(model.parameters(), lr=0.0)])
+    assert logged.keys() == terms.keys()
+    assert all(logged[key].item() == pytest.approx(terms[key].item()) for key in terms)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, expected[name], atol=1e-7), name

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from mmgraph.nn import blocked_sparse_matmul, csr_transpose
+from mmgraph.nn import blocked_sparse_matmul, csr_transpose, sparse_matmul
+from mmgraph.nn.sparse import sparse_dense_product
 
 
 def random_csr(rows, cols, density=0.2, seed=0):
@@ -33,3 +34,27 @@ def test_csr_transpose():
     transposed = csr_transpose(csr)
     assert transposed.layout == torch.sparse_csr and transposed.shape == (5, 7)
     assert torch.equal(transposed.to_dense(), dense.T)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_csr_kernel_equals_the_dense_product(dtype):
+    dense, csr = random_csr(40, 25)
+    dense, csr = dense.to(dtype), csr.to(dtype)
+    x = torch.randn(25, 9, dtype=dtype)
+    assert torch.allclose(sparse_dense_product(csr, x), dense @ x, atol=1e-6)
+    # Non-contiguous columns and a matrix with empty rows (zeros in the output).
+    csr_empty = (dense * (torch.arange(40) % 3 != 0).to(dtype).view(-1, 1)).to_sparse_csr()
+    wide = torch.randn(25, 18, dtype=dtype)[:, ::2]
+    expected = csr_empty.to_dense() @ wide
+    assert torch.allclose(sparse_dense_product(csr_empty, wide), expected, atol=1e-6)
+    # COO takes torch's own product.
+    assert torch.allclose(sparse_dense_product(dense.to_sparse(), x), dense @ x, atol=1e-6)
+
+
+def test_sparse_matmul_gradient_with_and_without_transpose_equals_dense():
+    dense, csr = random_csr(30, 20)
+    weights = torch.randn(30, 4)
+    for transpose in (csr_transpose(csr), None):
+        x = torch.randn(20, 4, requires_grad=True)
+        (sparse_matmul(csr, x, transpose) * weights).sum().backward()
+        assert torch.allclose(x.grad, dense.T @ weights, atol=1e-5)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.optim import Adam
 
 from mmgraph.data.dataset import CSR, InteractionDataset, build_csr
 from mmgraph.data.sampling import Batch, BPRSampler
@@ -53,6 +54,10 @@ class Recommender(nn.Module):
     separate_loss_terms: ClassVar[frozenset[str]] = frozenset()
     #: the model needs item modality features (it cannot train on an ID-only dataset).
     requires_features: ClassVar[bool] = False
+    #: default optimiser uses torch's fused Adam kernel: the same update, ~4x faster per step
+    #: on CPU, different in the last float bits (off for models whose published figures were
+    #: made with the per-parameter loop).
+    fused_adam: ClassVar[bool] = False
     #: constructor arguments filled from the dataset, not hyper-parameters.
     dataset_args: ClassVar[tuple[str, ...]] = ("num_users", "num_items", "train_edge_index")
 
@@ -174,7 +179,12 @@ class Recommender(nn.Module):
     # ------------------------------------------------------------------ training hooks
     def configure_optimizers(self, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
         """Optimisers used by :meth:`training_step` (default: one Adam over all parameters)."""
-        return [torch.optim.Adam(self.parameters(), lr=lr, weight_decay=weight_decay)]
+        if self.fused_adam:
+            try:
+                return [Adam(self.parameters(), lr=lr, weight_decay=weight_decay, fused=True)]
+            except RuntimeError:  # torch < 2.4 on CPU, or a device without the fused kernel
+                pass
+        return [Adam(self.parameters(), lr=lr, weight_decay=weight_decay)]
 
     def make_sampler(
         self,

@@ -36,9 +36,10 @@ class MENTOR(Recommender):
     :math:`x^{(0)} = \operatorname{l2norm}([P_m; \mathrm{MLP}_m(X_m)])`, two LightGCN hops,
     readout :math:`x^{(0)} + h^{(1)} + h^{(2)}`. An ID branch does the same with a learnable
     item table, and two noisy copies of every modality branch (own parameters) add
-    :class:`~mmgraph.nn.GraphPerturbation` after each hop. All ``1 + 3M`` branches are
-    propagated together (:class:`~mmgraph.nn.MultiBranchLightGCN`). Item outputs get one
-    residual hop over the fused kNN item graph :math:`S = \sum_m w_m \hat A_m`
+    :class:`~mmgraph.nn.GraphPerturbation` after each hop. The clean branches are propagated
+    together, and so are the noisy ones (:class:`~mmgraph.nn.MultiBranchLightGCN`); each
+    training step takes one backward pass per group. Item outputs get one residual hop over
+    the fused kNN item graph :math:`S = \sum_m w_m \hat A_m`
     (:func:`~mmgraph.data.knn.fused_knn_graph`): :math:`i \leftarrow i + S i`.
 
     **Views** (``[U + I, M·d]``): fused :math:`r` (users: :math:`[w_{u,1} v_1 \| \dots \|
@@ -97,12 +98,19 @@ class MENTOR(Recommender):
         temperature: InfoNCE :math:`\tau`.
         dropout: feature-masking probability.
         noise_eps: graph-perturbation magnitude.
+        max_contrast_nodes: at most this many of the batch's unique users (and as many of its
+            positive items) enter ``loss_mask_g``, a uniform sample without replacement drawn
+            from torch's global generator; ``None`` (default, MENTOR): all of them. A cap
+            bounds the ``O(B^2)`` InfoNCE for the large batches that million-user graphs
+            need; it has no effect while the batch has fewer unique nodes (nor with
+            ``reference=True``, which contrasts all users and items).
         reference: reproduce the released code's losses (see the deviations above).
     """
 
     name = "mentor"
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-4, "batch_size": 2048}
     requires_features = True
+    fused_adam = True
     dataset_args = (*Recommender.dataset_args, "features", "item_graph")
 
     def __init__(
@@ -125,6 +133,7 @@ class MENTOR(Recommender):
         temperature: float = 0.2,
         dropout: float = 0.5,
         noise_eps: float = 0.1,
+        max_contrast_nodes: int | None = None,
         reference: bool = False,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
@@ -148,12 +157,14 @@ class MENTOR(Recommender):
             temperature=temperature > 0,
             dropout=0 <= dropout < 1,
             noise_eps=noise_eps >= 0,
+            max_contrast_nodes=max_contrast_nodes is None or max_contrast_nodes >= 2,
         )
         self.reg_weight = reg_weight
         self.align_weight = align_weight
         self.mask_weight_f = mask_weight_f
         self.mask_weight_g = mask_weight_g
         self.reference = reference
+        self.max_contrast_nodes = max_contrast_nodes
 
         dim, hidden = embedding_dim, 4 * embedding_dim
         num_modalities = len(self.modalities)
@@ -205,7 +216,7 @@ class MENTOR(Recommender):
     def _features(self) -> list[Tensor]:
         return [getattr(self, f"features_{i}") for i in range(len(self.modalities))]
 
-    def _propagate(self, inputs: list[Tensor], perturbed: list[bool]) -> tuple[Tensor, Tensor]:
+    def _propagate(self, inputs: list[Tensor], perturbed: bool = False) -> tuple[Tensor, Tensor]:
         """Branch tables ``[U+I, d]`` each -> user ``[U, B, d]`` and item ``[I, B, d]`` outputs."""
         out = self.user_item_gcn(torch.stack(inputs, dim=1), self.adj, perturbed=perturbed)
         users, items = out.split([self.num_users, self.num_items])
@@ -215,7 +226,7 @@ class MENTOR(Recommender):
     def _modality_branches(self) -> tuple[Tensor, Tensor]:
         """Outputs of the modality branches only: users ``[U, M, d]``, items ``[I, M, d]``."""
         inputs = [branch(x) for branch, x in zip(self.modal_inputs, self._features(), strict=True)]
-        return self._propagate(inputs, [False] * len(inputs))
+        return self._propagate(inputs)
 
     def forward(self) -> Embeddings:
         """Fused view ``(users [U, M·d], items [I, M·d])``; only the modality branches run."""
@@ -229,20 +240,53 @@ class MENTOR(Recommender):
 
     # ------------------------------------------------------------------ losses
     def loss(self, batch: Batch) -> dict[str, Tensor]:
+        return {**self._graph_view_terms(batch), **self._main_terms(batch)}
+
+    def training_step(
+        self, batch: Batch, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, Tensor]:
+        """One Adam step on all terms, with one backward pass for the noisy graph views and one
+        for the rest: the gradient of their sum, while only one half's activations are held
+        (peak memory on large graphs). The noise is drawn before the feature masks, as in
+        :meth:`loss`."""
+        (optimizer,) = optimizers
+        optimizer.zero_grad(set_to_none=True)
+        logged: dict[str, Tensor] = {}
+        for part in (self._graph_view_terms, self._main_terms):
+            terms = part(batch)
+            if terms:
+                sum(terms.values()).backward()
+            logged.update({key: value.detach() for key, value in terms.items()})
+        optimizer.step()
+        return logged
+
+    def _graph_view_terms(self, batch: Batch) -> dict[str, Tensor]:
+        """``loss_mask_g`` on the noisy branches (empty when they are off)."""
+        if not len(self.noisy_inputs):
+            return {}
+        features = self._features() * 2  # two noisy copies of every modality branch
+        users, items = self._propagate(
+            [branch(x) for branch, x in zip(self.noisy_inputs, features, strict=True)],
+            perturbed=True,
+        )
+        users_1, users_2 = users.chunk(2, dim=1)
+        items_1, items_2 = items.chunk(2, dim=1)
+        view_1 = self.fusion(users_1, items_1)
+        view_2 = self.fusion(users_2, items_2)
+        return {"loss_mask_g": self.mask_weight_g * self._graph_contrast(batch, view_1, view_2)}
+
+    def _main_terms(self, batch: Batch) -> dict[str, Tensor]:
+        """BPR, regularisation, alignment and feature masking on the clean branches."""
         features = self._features()
         num_modalities = len(features)
         inputs = [branch(x) for branch, x in zip(self.modal_inputs, features, strict=True)]
         if self.id_input is not None:
             inputs.append(self.id_input(self.id_items))
-        num_clean = len(inputs)
-        if self.noisy_inputs:
-            inputs += [branch(x) for branch, x in zip(self.noisy_inputs, features * 2, strict=True)]
-        users, items = self._propagate(inputs, [i >= num_clean for i in range(len(inputs))])
+        sizes = [num_modalities, len(inputs) - num_modalities]
+        users, items = self._propagate(inputs)
+        del inputs  # backward does not need the layer-0 tables
         # One split per side (its backward is a concatenation, not a zero-filled scatter per slice).
-        sizes = [num_modalities, num_clean - num_modalities]
-        sizes += [num_modalities] * (2 if self.noisy_inputs else 0)
-        user_groups = users.split(sizes, dim=1)
-        item_groups = items.split(sizes, dim=1)
+        user_groups, item_groups = users.split(sizes, dim=1), items.split(sizes, dim=1)
         user_r, item_r = self.fusion(user_groups[0], item_groups[0])
 
         u = user_r[batch.users]
@@ -264,10 +308,6 @@ class MENTOR(Recommender):
             )
         if self.mask_weight_f:
             terms["loss_mask_f"] = self.mask_weight_f * self._feature_masking(user_r, item_r)
-        if len(self.noisy_inputs):
-            view_1 = self.fusion(user_groups[-2], item_groups[-2])
-            view_2 = self.fusion(user_groups[-1], item_groups[-1])
-            terms["loss_mask_g"] = self.mask_weight_g * self._graph_contrast(batch, view_1, view_2)
         return terms
 
     def _alignment(
@@ -297,11 +337,18 @@ class MENTOR(Recommender):
     def _graph_contrast(self, batch: Batch, view_1: Embeddings, view_2: Embeddings) -> Tensor:
         (users_1, items_1), (users_2, items_2) = view_1, view_2
         if not self.reference:
-            users = batch.users.unique()
-            items = batch.pos_items.unique()
+            users = _at_most(batch.users.unique(), self.max_contrast_nodes)
+            items = _at_most(batch.pos_items.unique(), self.max_contrast_nodes)
             users_1, users_2 = users_1[users], users_2[users]
             items_1, items_2 = items_1[items], items_2[items]
         return self.contrast(users_1, users_2) + self.contrast(items_1, items_2)
+
+
+def _at_most(nodes: Tensor, limit: int | None) -> Tensor:
+    """``nodes``, or a uniform sample of ``limit`` of them when there are more."""
+    if limit is None or nodes.numel() <= limit:
+        return nodes
+    return nodes[torch.randperm(nodes.numel(), device=nodes.device)[:limit]]
 
 
 def _check_hyperparameters(**valid: bool) -> None:

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmgraph.nn.functional import l2_normalize
+
 
 class ContrastiveHead(nn.Module):
     r"""InfoNCE between two views whose rows are aligned (row ``i`` of both is one node).
@@ -48,8 +50,8 @@ class ContrastiveHead(nn.Module):
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         if a.shape != b.shape or a.dim() != 2:
             raise ValueError(f"views must both be [N, d], got {tuple(a.shape)}, {tuple(b.shape)}")
-        a = F.normalize(a, dim=-1)
-        b = F.normalize(b, dim=-1)
+        a = l2_normalize(a)
+        b = l2_normalize(b)
         loss = self._one_direction(a, b)
         if self.symmetric:
             loss = (loss + self._one_direction(b, a)) / 2

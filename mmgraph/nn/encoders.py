@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmgraph.nn.functional import l2_normalize
 from mmgraph.nn.perturb import GraphPerturbation
 from mmgraph.nn.sparse import blocked_sparse_matmul
 
@@ -132,7 +133,7 @@ class UserItemInput(nn.Module):
         self.projector.out.reset_parameters()
 
     def forward(self, item_input: Tensor) -> Tensor:
-        return F.normalize(torch.cat([self.preference, self.projector(item_input)]), dim=1)
+        return l2_normalize(torch.cat([self.preference, self.projector(item_input)]))
 
 
 class MultiBranchLightGCN(nn.Module):
@@ -158,7 +159,8 @@ class MultiBranchLightGCN(nn.Module):
     Shapes:
         ``x: [N, B, d]``; ``adj_t: [N, N]`` sparse :math:`\hat A`, applied as ``adj_t @ h``;
         ``adj``: its transpose for the cheap backward (default ``adj_t``, right for the symmetric
-        :math:`\hat A`); ``perturbed``: ``B`` booleans or ``None`` -> ``[N, B, d]``.
+        :math:`\hat A`); ``perturbed``: ``B`` booleans, one for all branches, or ``None``
+        -> ``[N, B, d]``. Perturbing all or none is cheaper than a mix (no branch gather).
     """
 
     def __init__(
@@ -176,10 +178,12 @@ class MultiBranchLightGCN(nn.Module):
         x: Tensor,
         adj_t: Tensor,
         adj: Tensor | None = None,
-        perturbed: Sequence[bool] | None = None,
+        perturbed: Sequence[bool] | bool | None = None,
     ) -> Tensor:
         num_nodes, num_branches, dim = x.shape
         noisy = None
+        if isinstance(perturbed, bool):
+            perturbed = [perturbed] * num_branches
         if perturbed is not None:
             if len(perturbed) != num_branches:
                 raise ValueError(
@@ -187,16 +191,21 @@ class MultiBranchLightGCN(nn.Module):
                 )
             flags = torch.tensor(list(perturbed), dtype=torch.bool)
             noisy = flags.nonzero().flatten().to(x.device) if flags.any() else None
+        perturb_all = noisy is not None and noisy.numel() == num_branches
         adj = adj_t if adj is None else adj
         h = x.reshape(num_nodes, num_branches * dim)
         total = h
-        for _ in range(self.num_layers):
+        for layer in range(self.num_layers):
             h = blocked_sparse_matmul(adj_t, h, adj, self.block_width)
-            if noisy is not None:  # noise is drawn for the flagged branches only
+            # h and total are fresh results that no backward reads: updated in place, they
+            # save an [N, B·d] buffer per hop (autograd checks that this stays so).
+            if perturb_all:  # no gather/scatter of branches (MENTOR's noisy stack)
+                h = h.add_(self.perturbation.noise(h.view(num_nodes, num_branches, dim)).view_as(h))
+            elif noisy is not None:  # noise is drawn for the flagged branches only
                 h3 = h.view(num_nodes, num_branches, dim)
                 h3 = h3.index_copy(1, noisy, self.perturbation(h3.index_select(1, noisy)))
                 h = h3.view(num_nodes, -1)
-            total = total + h
+            total = total + h if layer == 0 else total.add_(h)
         return total.view(num_nodes, num_branches, dim)
 
 

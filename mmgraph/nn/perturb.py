@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mmgraph.nn.noise import uniform_like
 
 
 class GraphPerturbation(nn.Module):
@@ -16,8 +17,9 @@ class GraphPerturbation(nn.Module):
 
     The noise has norm ``eps`` per row and the sign of ``h`` in every coordinate, so ``h'``
     stays in ``h``'s orthant (coordinates that are exactly 0 are left unchanged). It is drawn on
-    ``h``'s device from torch's global generator, in training and eval mode alike: a model
-    decides where to use the perturbed view.
+    ``h``'s device by :func:`~mmgraph.nn.noise.uniform_like` (seeded from torch's global
+    generator), in training and eval mode alike: a model decides where to use the perturbed
+    view.
 
     Args:
         eps: noise magnitude :math:`\epsilon` (MENTOR: 0.1).
@@ -33,8 +35,17 @@ class GraphPerturbation(nn.Module):
         self.eps = eps
 
     def forward(self, h: Tensor) -> Tensor:
-        noise = F.normalize(torch.rand_like(h), dim=-1)
-        return h + torch.sign(h) * noise * self.eps
+        return h + self.noise(h)
+
+    @torch.no_grad()
+    def noise(self, h: Tensor) -> Tensor:
+        """The noise term alone, without gradient (``sign(h)`` has none), shaped like ``h``.
+
+        A caller that owns ``h`` (a fresh product no backward pass reads) can add it in place.
+        """
+        noise = uniform_like(h)
+        norm = torch.linalg.vector_norm(noise, dim=-1, keepdim=True).clamp_min(1e-12)
+        return noise.mul_(self.eps / norm).mul_(torch.sign(h))
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}"

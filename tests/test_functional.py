@@ -1,0 +1,38 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmgraph.nn.functional import l2_normalize
+
+
+def test_l2_normalize_values_equal_the_formula():
+    x = torch.tensor([[3.0, 4.0], [0.0, 0.0], [1e-20, 0.0]])
+    out = l2_normalize(x)
+    assert torch.allclose(out[0], torch.tensor([0.6, 0.8]))
+    assert torch.equal(out[1], torch.zeros(2))  # x / max(0, eps)
+    assert out[2, 0].item() == pytest.approx(1e-20 / 1e-12)  # clamped row: x / eps
+
+
+def test_l2_normalize_gradient_is_the_projection_formula():
+    x = torch.randn(30, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(l2_normalize, (x,))
+    g = torch.randn(30, 7, dtype=torch.float64)
+    (l2_normalize(x) * g).sum().backward()
+    norm = x.detach().norm(dim=1, keepdim=True)
+    y = x.detach() / norm
+    # d(x/|x|)^T g = (g - y <g, y>) / |x|, by hand
+    expected = (g - y * (g * y).sum(1, keepdim=True)) / norm
+    assert torch.allclose(x.grad, expected, atol=1e-12)
+
+
+def test_l2_normalize_matches_torch_normalize_on_clamped_rows_and_batched_shapes():
+    x = torch.randn(5, 3, 6, dtype=torch.float64)
+    x[1, 2] = 0.0
+    x[3, 0] *= 1e-14  # below eps: scaled by 1/eps, no gradient through the norm
+    w = torch.randn(5, 3, 6, dtype=torch.float64)
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    (l2_normalize(a) * w).pow(3).sum().backward()
+    (F.normalize(b, dim=-1) * w).pow(3).sum().backward()
+    assert torch.equal(l2_normalize(x), F.normalize(x, dim=-1))
+    assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=0)
