@@ -14,6 +14,9 @@ Results go to a JSON file and a Markdown table with the machine's description::
 specs (see :func:`split_datasets`). ``--set`` overrides config keys (model hyper-parameters
 or ``batch_size``) for every pair.
 
+``--profile N`` adds torch.profiler's top operators (self time per training step, over N
+steps after the timed epochs) to each result and to the Markdown.
+
 Timings are medians over ``--epochs`` measured epochs after one warm-up epoch (none with
 ``--no-warmup``, for runs whose epoch takes minutes); with
 ``--max-batches N`` (and under ``--quick``) each epoch stops after ``N`` batches and its
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -64,15 +68,18 @@ def measure(
     overrides: dict[str, Any] | None = None,
     evaluate: bool = True,
     warmup: bool = True,
+    profile_steps: int = 0,
 ) -> dict[str, Any]:
     """Time one model on one dataset in this process (``overrides``: config keys)."""
     import torch
 
+    from mmgraph.allocator import retain_freed_memory
     from mmgraph.data import load_dataset
     from mmgraph.eval import Evaluator
     from mmgraph.models import get_model
     from mmgraph.train import resolve_config, seed_everything
 
+    retain_freed_memory()  # as mmgraph train does (fit_run)
     started = time.perf_counter()
     dataset = load_dataset(dataset_ref)
     model_cls = get_model(model_name)
@@ -140,7 +147,37 @@ def measure(
     }
     if device.startswith("cuda"):
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if profile_steps:
+        result["profile_steps"] = profile_steps
+        result["profile"] = profile_training(model, sampler, optimizers, profile_steps, device)
     return result
+
+
+def profile_training(model, sampler, optimizers, steps: int, device: str, top: int = 15) -> list:
+    """torch.profiler over ``steps`` training steps: the ``top`` operators by self CPU time,
+    as ``{"op", "self_cpu_ms_per_step", "calls_per_step"}`` (plus device time on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        activities.append(ProfilerActivity.CUDA)
+    model.train()
+    with profile(activities=activities) as prof:
+        for batch in itertools.islice(iter(sampler), steps):
+            model.training_step(batch, optimizers)
+        sync_device(device)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    rows = []
+    for event in events[:top]:
+        row = {
+            "op": event.key,
+            "self_cpu_ms_per_step": event.self_cpu_time_total / 1000 / steps,
+            "calls_per_step": event.count / steps,
+        }
+        if device.startswith("cuda"):
+            row["self_device_ms_per_step"] = event.self_device_time_total / 1000 / steps
+        rows.append(row)
+    return rows
 
 
 def machine_info(device: str) -> dict[str, Any]:
@@ -207,6 +244,20 @@ def markdown(info: dict[str, Any], results: list[dict[str, Any]]) -> str:
         if "gpu" in info:
             row += f" {r.get('peak_gpu_mb', 0):,.0f} |"
         lines.append(row)
+    for r in results:
+        if r.get("profile"):
+            lines += [
+                "",
+                f"Top operators of {r['model']} on {r['dataset']} (torch.profiler, "
+                f"{r['profile_steps']} training steps):",
+                "",
+                "| operator | self CPU ms/step | calls/step |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| `{p['op']}` | {p['self_cpu_ms_per_step']:.1f} | {p['calls_per_step']:g} |"
+                for p in r["profile"]
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -255,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-batches", type=int, help="time this many batches per epoch and extrapolate"
     )
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="profile N training steps"
+    )
     parser.add_argument("--single", nargs=2, metavar=("MODEL", "DATASET"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     epochs, max_batches = (1, 2) if args.quick else (args.epochs, args.max_batches)
@@ -272,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides,
             evaluate=not args.no_eval,
             warmup=not args.no_warmup,
+            profile_steps=args.profile,
         )
         print(json.dumps(result))
         return 0
@@ -291,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--no-eval"] if args.no_eval else []
             command += ["--no-warmup"] if args.no_warmup else []
             command += [f"--max-batches={args.max_batches}"] if args.max_batches else []
+            command += [f"--profile={args.profile}"] if args.profile else []
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
             if done.returncode != 0:
                 tail = (done.stderr.strip().splitlines() or ["failed"])[-1]

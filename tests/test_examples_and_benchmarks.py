@@ -15,7 +15,7 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     out = tmp_path / "speed.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.speed", "--quick", "--models", "lightgcn",
-         "--datasets", "tiktok", "--out", str(out)],
+         "--datasets", "tiktok", "--profile", "2", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -24,7 +24,13 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     (result,) = report["results"]
     assert result["model"] == "lightgcn" and result["users"] == 9308
     assert result["epoch_seconds"] > 0 and result["peak_cpu_rss_mb"] > 0
-    assert "| lightgcn | tiktok |" in out.with_suffix(".md").read_text()
+    # The profile lists operators by self time; LightGCN's step runs the CSR product.
+    ops = [row["op"] for row in result["profile"]]
+    times = [row["self_cpu_ms_per_step"] for row in result["profile"]]
+    assert times == sorted(times, reverse=True) and len(ops) == len(set(ops)) <= 15
+    assert "aten::_sparse_mm_reduce_impl" in ops
+    table = out.with_suffix(".md").read_text()
+    assert "| lightgcn | tiktok |" in table and "(torch.profiler, 2 training steps)" in table
 
 
 @requires_shared("movielens-small")

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmgraph.nn.functional import l2_normalize
+from mmgraph.nn.functional import cosine_similarity, l2_normalize
 
 
 def test_l2_normalize_values_equal_the_formula():
@@ -36,3 +36,13 @@ def test_l2_normalize_matches_torch_normalize_on_clamped_rows_and_batched_shapes
     (F.normalize(b, dim=-1) * w).pow(3).sum().backward()
     assert torch.equal(l2_normalize(x), F.normalize(x, dim=-1))
     assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=0)
+
+
+def test_cosine_similarity_equals_the_formula_and_torchs_on_degenerate_rows():
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [3.0, 4.0]], dtype=torch.float64)
+    b = torch.tensor([[0.0, 2.0], [2.0, 2.0], [1.0, 1.0], [-3.0, -4.0]], dtype=torch.float64)
+    assert torch.allclose(cosine_similarity(a, b), torch.tensor([0.0, 1.0, 0.0, -1.0]).double())
+    x = torch.randn(4, 5, 9, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(4, 5, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(cosine_similarity, (x, y))
+    assert torch.allclose(cosine_similarity(x, y), F.cosine_similarity(x, y, dim=-1))

@@ -16,9 +16,9 @@ def test_perturbation_keeps_signs_and_adds_noise_of_norm_eps():
 
 
 def test_perturbation_leaves_zero_coordinates_and_respects_eps_zero():
-    h = torch.tensor([[0.0, 1.0, -2.0]])
+    h = torch.tensor([[0.0, 1.0, -2.0, -0.0]])
     out = GraphPerturbation(eps=0.5)(h)
-    assert out[0, 0] == 0 and out[0, 1] > 1 and out[0, 2] < -2
+    assert out[0, 0] == 0 and out[0, 1] > 1 and out[0, 2] < -2 and out[0, 3] == 0
     assert torch.equal(GraphPerturbation(eps=0.0)(h), h)
 
 

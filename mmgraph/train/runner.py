@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from mmgraph.allocator import retain_freed_memory
 from mmgraph.data.dataset import InteractionDataset
 from mmgraph.errors import CheckpointError, ConfigError
 from mmgraph.io import safe_torch_load
@@ -57,6 +58,9 @@ def fit_run(
 ) -> TrainResult:
     """Train ``config``'s model on ``dataset`` with the shared :class:`Trainer`.
 
+    First calls :func:`mmgraph.allocator.retain_freed_memory` (a setting of the whole
+    process: freed memory is kept for the next step's buffers, not returned to the kernel).
+
     Args:
         dataset: the data.
         config: the resolved run configuration (:func:`~mmgraph.train.resolve_config`).
@@ -73,6 +77,7 @@ def fit_run(
     Returns:
         The trainer's result: best epoch, valid (and test) metrics at it, the epoch history.
     """
+    retain_freed_memory()
     if model is None:
         model = build_model(dataset, config)
     shard = distributed.shard if distributed is not None else None
