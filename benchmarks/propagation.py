@@ -40,6 +40,7 @@ from benchmarks.speed import (
     split_datasets,
     sync_device,
 )
+from mmgraph.allocator import request_huge_pages
 
 
 def backends(adj, device: str) -> dict[str, Callable]:
@@ -147,6 +148,7 @@ def markdown(info: dict[str, Any], results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    request_huge_pages()  # as the mmgraph command does; before torch is imported
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="tiktok,baby")
     parser.add_argument("--widths", default="64,448", help="comma-separated feature widths")

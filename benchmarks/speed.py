@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mmgraph.allocator import request_huge_pages
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MMGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
 DATASETS = {
@@ -140,6 +142,7 @@ def measure(
         "batches_timed": batches,
         "batches_per_epoch": full_batches,
         "epoch_seconds": epoch_seconds,
+        "epoch_seconds_each": [t * full_batches / batches for t in epoch_times],
         "eval_valid_seconds": statistics.median(eval_times) if eval_times else None,
         "eval_users": int(dataset.eval_users("valid").numel()),
         "interactions_per_second": interactions / epoch_seconds,
@@ -205,10 +208,23 @@ def machine_info(device: str) -> dict[str, Any]:
         "torch_sparse": WITH_TORCH_SPARSE,
         "torch_scatter": WITH_TORCH_SCATTER,
         "device": device,
+        # huge pages for torch's CPU buffers (mmgraph.allocator.request_huge_pages)
+        "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE"),
+        "transparent_hugepage": _kernel_thp_mode(),
     }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def _kernel_thp_mode() -> str | None:
+    """The kernel's transparent-huge-page mode (``always`` / ``madvise`` / ``never``)."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return None
+    chosen = [word for word in text.split() if word.startswith("[")]
+    return chosen[0].strip("[]") if chosen else None
 
 
 def describe_machine(info: dict[str, Any]) -> str:
@@ -287,6 +303,7 @@ def split_datasets(spec: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    request_huge_pages()  # as the mmgraph command does; before torch is imported
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=None, help="comma-separated (default: all)")
     parser.add_argument("--datasets", default="tiktok,movielens-small,baby")

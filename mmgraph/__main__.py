@@ -2,6 +2,6 @@
 
 import sys
 
-from mmgraph.cli import main
+from mmgraph.launch import main
 
 sys.exit(main())

@@ -10,15 +10,22 @@ removes them (about 300 faults per step) and made MENTOR's TikTok epoch 14 % fas
 keeps up to ``trim_threshold`` of freed heap instead of returning it, i.e. its RSS stays near
 its peak, as PyTorch's CUDA caching allocator does on GPUs.
 
-This is a setting of the whole process, so the library never applies it on import:
+Blocks above 32 MiB (a million-node graph's activations) are always served by ``mmap`` and
+fault in every 4 KB page each time: :func:`request_huge_pages` asks PyTorch (its
+``THP_MEM_ALLOC_ENABLE`` switch, torch >= 2.2) to back CPU buffers of 2 MB and more with
+transparent huge pages, one fault per 2 MB.
+
+These are settings of the whole process, so the library never applies them on import:
 :func:`mmgraph.train.fit_run` (``mmgraph train`` / ``tune``, the examples) and the benchmarks
-call :func:`retain_freed_memory`; a script that drives :class:`~mmgraph.train.Trainer` itself
-can call it once at start.
+call :func:`retain_freed_memory`, and the ``mmgraph`` command and the benchmarks call
+:func:`request_huge_pages` before torch is imported; a script that drives
+:class:`~mmgraph.train.Trainer` itself can call them at start.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 #: glibc's ``mallopt`` parameters (``malloc.h``).
@@ -59,3 +66,14 @@ def retain_freed_memory(trim_threshold: int = 2**30) -> bool:
         mallopt(M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, trim) == 1
     )
     return _applied
+
+
+def request_huge_pages() -> None:
+    """Set ``THP_MEM_ALLOC_ENABLE=1`` unless the environment already sets it.
+
+    PyTorch reads the variable once, at the process's first tensor allocation; later calls
+    change nothing. It takes effect where the kernel allows transparent huge pages on request
+    (``/sys/kernel/mm/transparent_hugepage/enabled`` is ``madvise`` or ``always``). Child
+    processes inherit it.
+    """
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

@@ -1,5 +1,6 @@
 """retain_freed_memory changes the whole process, so each case runs in a fresh interpreter."""
 
+import os
 import subprocess
 import sys
 
@@ -46,3 +47,29 @@ def test_other_systems_are_left_alone(monkeypatch):
     monkeypatch.setattr(allocator, "_applied", False)
     monkeypatch.setattr(allocator.sys, "platform", "darwin")
     assert allocator.retain_freed_memory() is False
+
+
+def test_huge_pages_are_requested_unless_the_environment_decides(monkeypatch):
+    from mmgraph.allocator import request_huge_pages
+
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    request_huge_pages()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    request_huge_pages()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+def test_the_command_entry_point_sets_it_before_torch_is_imported():
+    probe = (
+        "import sys; from mmgraph import launch; "
+        "launch.request_huge_pages(); import os; "
+        "print('torch' in sys.modules, os.environ['THP_MEM_ALLOC_ENABLE'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert done.stdout.split() == ["False", "1"], done.stderr  # launch imports no torch
+    listed = subprocess.run(
+        [sys.executable, "-m", "mmgraph", "list"], capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0 and "mentor" in listed.stdout

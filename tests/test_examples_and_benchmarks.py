@@ -24,6 +24,7 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     (result,) = report["results"]
     assert result["model"] == "lightgcn" and result["users"] == 9308
     assert result["epoch_seconds"] > 0 and result["peak_cpu_rss_mb"] > 0
+    assert result["epoch_seconds_each"] == [result["epoch_seconds"]]  # --quick: one epoch
     # The profile lists operators by self time; LightGCN's step runs the CSR product.
     ops = [row["op"] for row in result["profile"]]
     times = [row["self_cpu_ms_per_step"] for row in result["profile"]]
