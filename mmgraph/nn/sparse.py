@@ -12,10 +12,11 @@ def sparse_dense_product(matrix: Tensor, x: Tensor) -> Tensor:
 
     A CSR matrix on the CPU goes to torch's row-parallel ``spmm_reduce`` kernel
     (``torch.sparse.mm(matrix, x, "sum")``), which writes every output row once; the default
-    ``@`` path (MKL) zero-fills its output and copies it from a temporary, and measured 1.3-3.5x
-    slower on 2 cores for 64-448 columns (TikTok's 16k x 16k LightGCN adjacency; see
-    ``benchmarks/propagation.py``). Other layouts and devices use ``@``. Both sum the same
-    products per row, in a different order: results agree to float rounding.
+    ``@`` path (MKL) zero-fills its output and copies it from a temporary: per hop, forward
+    and backward, it took 0.9-1.6x the time on 2 cores for 64-448 columns (TikTok's and
+    Baby's LightGCN adjacencies; ``benchmarks/propagation.py``). Other layouts and devices
+    use ``@``. Both sum the same products per row, in a different order: results agree to
+    float rounding.
 
     Shapes:
         ``matrix: [N_dst, N_src]``, ``x: [N_src, d]`` -> ``[N_dst, d]``.
