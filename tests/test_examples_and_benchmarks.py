@@ -11,14 +11,21 @@ from tests.conftest import requires_shared
 REPO = Path(__file__).resolve().parent.parent
 
 
+def run_in_repo(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python ARGS`` run from the repository root; the test fails on a non-zero exit."""
+    done = subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     out = tmp_path / "speed.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", "--quick", "--models", "lightgcn",
-         "--datasets", "tiktok", "--profile", "2", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+    run_in_repo(
+        "-m", "benchmarks.speed", "--quick", "--models", "lightgcn",
+        "--datasets", "tiktok", "--profile", "2", "--out", str(out),
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert report["machine"]["device"] == "cpu"
     (result,) = report["results"]
@@ -36,11 +43,9 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
 
 @requires_shared("movielens-small")
 def test_example_script_trains_and_prints_test_metrics():
-    done = subprocess.run(
-        [sys.executable, "examples/movielens.py", "--epochs", "1", "--models", "lightgcn,mentor"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = run_in_repo(
+        "examples/movielens.py", "--epochs", "1", "--models", "lightgcn,mentor", timeout=600
+    )
     for model in ("lightgcn", "mentor"):
         assert f"{model} on movielens-small: best epoch 1, test" in done.stdout
     assert '"recall@20"' in done.stdout
@@ -56,13 +61,11 @@ def test_dataset_list_keeps_synthetic_specs_whole():
 
 def test_speed_suite_on_a_synthetic_spec_with_overrides(tmp_path):
     out = tmp_path / "speed.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", "--quick", "--models", "mentor",
-         "--datasets", "synthetic:users=200,items=150,interactions=3000",
-         "--set", "reference=true", "--no-warmup", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+    run_in_repo(
+        "-m", "benchmarks.speed", "--quick", "--models", "mentor",
+        "--datasets", "synthetic:users=200,items=150,interactions=3000",
+        "--set", "reference=true", "--no-warmup", "--out", str(out),
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
     (result,) = json.loads(out.read_text())["results"]
     assert result["settings"] == {"reference": True} and result["warmup"] is False
     assert (result["users"], result["items"]) == (200, 150)
@@ -71,11 +74,7 @@ def test_speed_suite_on_a_synthetic_spec_with_overrides(tmp_path):
 
 def test_knn_benchmark_quick_run_measures_a_partial_build(tmp_path):
     out = tmp_path / "knn.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.knn", "--quick", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    run_in_repo("-m", "benchmarks.knn", "--quick", "--out", str(out))
     (result,) = json.loads(out.read_text())["results"]
     assert (result["items"], result["dim"], result["rows_searched"]) == (2000, 32, 500)
     assert result["edges"] == 2000 * 10
@@ -86,11 +85,7 @@ def test_knn_benchmark_quick_run_measures_a_partial_build(tmp_path):
 
 def test_propagation_benchmark_compares_backends_that_agree(tmp_path):
     out = tmp_path / "propagation.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.propagation", "--quick", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    run_in_repo("-m", "benchmarks.propagation", "--quick", "--out", str(out))
     results = json.loads(out.read_text())["results"]
     assert {r["backend"] for r in results} >= {"csr", "csr-matmul", "message-passing"}
     for r in results:
