@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.speed import REPO, describe_machine, machine_info
+from benchmarks.speed import REPO, describe_machine, machine_info, write_report
 
 
 def _rss_mb() -> float:
@@ -127,10 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(
         args.out or REPO / "benchmarks" / "results" / f"knn-{info['date']}-{device_tag}.json"
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "command": command, "results": [result]}, indent=2))
     table = markdown(info, [result], command)
-    out.with_suffix(".md").write_text(table)
+    write_report(out, {"machine": info, "command": command, "results": [result]}, table)
     print(table)
     return 0
 

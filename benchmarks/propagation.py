@@ -24,8 +24,6 @@ faster. Results (median seconds of several hops after a warm-up) go to JSON and 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -39,6 +37,7 @@ from benchmarks.speed import (
     machine_info,
     split_datasets,
     sync_device,
+    write_report,
 )
 from mmgraph.allocator import request_huge_pages
 
@@ -108,11 +107,12 @@ def measure(dataset_ref: str, widths: list[int], device: str, repeats: int) -> l
     adj = user_item_adjacency(dataset.edge_index("train"), dataset.num_users, dataset.num_items)
     adj = adj.to(device)
     nodes = dataset.num_users + dataset.num_items
+    hops = backends(adj, device)
     results = []
     for width in widths:
         x = torch.randn(nodes, width, device=device, requires_grad=True)
         reference = None
-        for name, hop in backends(adj, device).items():
+        for name, hop in hops.items():
             with torch.no_grad():
                 out = hop(x)
             reference = out if reference is None else reference
@@ -164,12 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in split_datasets(args.datasets):
         results += measure(dataset, widths, args.device, args.repeats)
     info = machine_info(args.device)
-    stamp = dt.date.today().isoformat()
-    out = Path(args.out or REPO / "benchmarks" / "results" / f"propagation-{stamp}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
+    out = Path(args.out or REPO / "benchmarks" / "results" / f"propagation-{info['date']}.json")
     table = markdown(info, results)
-    out.with_suffix(".md").write_text(table)
+    write_report(out, {"machine": info, "results": results}, table)
     print(table)
     return 0
 

@@ -227,6 +227,13 @@ def _kernel_thp_mode() -> str | None:
     return chosen[0].strip("[]") if chosen else None
 
 
+def write_report(out: Path, report: dict[str, Any], table: str) -> None:
+    """``report`` as JSON at ``out`` and ``table`` as Markdown beside it (``.md``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(table)
+
+
 def describe_machine(info: dict[str, Any]) -> str:
     """``machine_info(...)`` as one sentence: date, CPU, cores, GPU, library versions."""
     return (
@@ -374,10 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(args.device)
     stamp = f"{info['date']}-{args.device.replace(':', '')}" + ("-quick" if args.quick else "")
     out = Path(args.out or REPO / "benchmarks" / "results" / f"speed-{stamp}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(info, results))
-    print(markdown(info, results))
+    table = markdown(info, results)
+    write_report(out, {"machine": info, "results": results}, table)
+    print(table)
     return 1 if any("error" in r for r in results) else 0
 
 
