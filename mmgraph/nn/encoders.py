@@ -181,17 +181,16 @@ class MultiBranchLightGCN(nn.Module):
         perturbed: Sequence[bool] | bool | None = None,
     ) -> Tensor:
         num_nodes, num_branches, dim = x.shape
-        noisy = None
         if isinstance(perturbed, bool):
             perturbed = [perturbed] * num_branches
-        if perturbed is not None:
-            if len(perturbed) != num_branches:
-                raise ValueError(
-                    f"perturbed has {len(perturbed)} flags for {num_branches} branches"
-                )
-            flags = torch.tensor(list(perturbed), dtype=torch.bool)
-            noisy = flags.nonzero().flatten().to(x.device) if flags.any() else None
-        perturb_all = noisy is not None and noisy.numel() == num_branches
+        if perturbed is not None and len(perturbed) != num_branches:
+            raise ValueError(f"perturbed has {len(perturbed)} flags for {num_branches} branches")
+        flags = [] if perturbed is None else list(perturbed)
+        perturb_all = bool(flags) and all(flags)
+        noisy = None  # indices of the flagged branches when only some are
+        if any(flags) and not perturb_all:
+            indices = [index for index, flag in enumerate(flags) if flag]
+            noisy = torch.tensor(indices, dtype=torch.long, device=x.device)
         adj = adj_t if adj is None else adj
         h = x.reshape(num_nodes, num_branches * dim)
         total = h
