@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from mmgraph.nn.noise import uniform_like
+from mmgraph.nn.noise import bernoulli_like, uniform_like
 
 
 def test_uniform_like_is_reproducible_under_torch_seed_and_fresh_otherwise():
@@ -33,3 +34,28 @@ def test_uniform_like_of_a_non_contiguous_or_integer_tensor():
     assert uniform_like(x).shape == (10, 3)
     half = torch.empty(50, dtype=torch.float16)
     assert uniform_like(half).dtype == torch.float16  # torch.rand_like path
+
+
+# the byte path for multiples of 1/256, the uniform one otherwise
+@pytest.mark.parametrize("p", [0.5, 0.25, 0.3, 0.9])
+def test_bernoulli_like_frequency_and_independence(p):
+    torch.manual_seed(1)
+    mask = bernoulli_like(torch.empty(400, 500), p)
+    assert mask.dtype == torch.bool and mask.shape == (400, 500)
+    # 200,000 draws: binomial std of the frequency is at most 0.11 %
+    assert abs(mask.double().mean().item() - p) < 0.005
+    # neighbouring entries (bytes of one 64-bit word) are independent: P(both) = p^2
+    pairs = (mask[:, 0::2] & mask[:, 1::2]).double().mean().item()
+    assert abs(pairs - p * p) < 0.006
+
+
+def test_bernoulli_like_is_seeded_and_handles_the_edges():
+    x = torch.empty(3, 7, 5)
+    torch.manual_seed(2)
+    first = bernoulli_like(x, 0.5)
+    torch.manual_seed(2)
+    assert torch.equal(bernoulli_like(x, 0.5), first)
+    assert not bernoulli_like(x, 0.0).any() and bernoulli_like(x, 1.0).all()
+    assert bernoulli_like(torch.empty(0, 4), 0.5).shape == (0, 4)
+    with pytest.raises(ValueError, match="probability"):
+        bernoulli_like(x, 1.5)

@@ -22,6 +22,16 @@ def test_perturbation_leaves_zero_coordinates_and_respects_eps_zero():
     assert torch.equal(GraphPerturbation(eps=0.0)(h), h)
 
 
+def test_in_place_perturbation_equals_forward_under_the_same_seed():
+    h = torch.randn(30, 2, 8)
+    torch.manual_seed(7)
+    expected = GraphPerturbation(0.1)(h)
+    torch.manual_seed(7)
+    inplace = h.clone()
+    assert GraphPerturbation(0.1).perturb_(inplace) is inplace
+    assert torch.equal(inplace, expected)
+
+
 def test_perturbation_gradient_is_identity():
     h = torch.randn(4, 3, requires_grad=True)
     GraphPerturbation(0.1)(h).sum().backward()

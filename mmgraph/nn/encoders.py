@@ -199,7 +199,7 @@ class MultiBranchLightGCN(nn.Module):
             # h and total are fresh results that no backward reads: updated in place, they
             # save an [N, B·d] buffer per hop (autograd checks that this stays so).
             if perturb_all:  # no gather/scatter of branches (MENTOR's noisy stack)
-                h = h.add_(self.perturbation.noise(h.view(num_nodes, num_branches, dim)).view_as(h))
+                self.perturbation.perturb_(h.view(num_nodes, num_branches, dim))
             elif noisy is not None:  # noise is drawn for the flagged branches only
                 h3 = h.view(num_nodes, num_branches, dim)
                 h3 = h3.index_copy(1, noisy, self.perturbation(h3.index_select(1, noisy)))
