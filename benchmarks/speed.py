@@ -14,6 +14,11 @@ Results go to a JSON file and a Markdown table with the machine's description::
 specs (see :func:`split_datasets`). ``--set`` overrides config keys (model hyper-parameters
 or ``batch_size``) for every pair.
 
+The machine's state goes with the figures: a dense float32 matmul's GFLOP/s before and after
+the pairs, and the share of CPU time the hypervisor stole meanwhile (``machine.load`` in the
+JSON). On a shared virtual machine both drift within the hour, and a slower epoch at a slower
+probe is the machine, not the code.
+
 ``--profile N`` adds torch.profiler's top operators (self time per training step, over N
 steps after the timed epochs) to each result and to the Markdown.
 
@@ -217,6 +222,42 @@ def machine_info(device: str) -> dict[str, Any]:
     return info
 
 
+def matmul_gflops(device: str, size: int = 2048, repeats: int = 5) -> float:
+    """Throughput of a ``[size, size] @ [size, size]`` float32 product on ``device`` (median of
+    ``repeats`` after one warm-up): a yardstick of how fast the machine runs right now."""
+    import torch
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    seconds = []
+    for _ in range(repeats + 1):
+        sync_device(device)
+        start = time.perf_counter()
+        a @ b
+        sync_device(device)
+        seconds.append(time.perf_counter() - start)
+    return round(2 * size**3 / statistics.median(seconds[1:]) / 1e9, 1)
+
+
+def cpu_times() -> list[int] | None:
+    """The machine's cumulative CPU time counters (``/proc/stat``'s ``cpu`` line), or ``None``."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    return [int(value) for value in fields[1:]] if fields[:1] == ["cpu"] else None
+
+
+def steal_fraction(start: list[int] | None, end: list[int] | None) -> float | None:
+    """Share of CPU time between two :func:`cpu_times` readings that the hypervisor stole
+    (the eighth counter, ``steal``); ``None`` where the counters are missing."""
+    if start is None or end is None or len(start) < 8 or len(end) < 8:
+        return None
+    # guest time (counters 9-10) is already counted in user time
+    total = sum(end[:8]) - sum(start[:8])
+    return round((end[7] - start[7]) / total, 4) if total > 0 else None
+
+
 def _kernel_thp_mode() -> str | None:
     """The kernel's transparent-huge-page mode (``always`` / ``madvise`` / ``never``)."""
     try:
@@ -236,13 +277,24 @@ def write_report(out: Path, report: dict[str, Any], table: str) -> None:
 
 def describe_machine(info: dict[str, Any]) -> str:
     """``machine_info(...)`` as one sentence: date, CPU, cores, GPU, library versions."""
+    load = info.get("load")
     return (
         f"{info['date']} on {info['cpu']} ({info['cpu_count']} cores"
         + (f", {info['gpu']}" if "gpu" in info else "")
         + f"), torch {info['torch']}, PyG {info['torch_geometric']}, "
         f"torch-sparse {info['torch_sparse']}, torch-scatter {info['torch_scatter']}, "
-        f"device {info['device']}"
+        f"device {info['device']}" + (f"; {describe_load(load)}" if load else "")
     )
+
+
+def describe_load(load: dict[str, Any]) -> str:
+    """The ``machine.load`` record of a run as a phrase (matmul speed, stolen CPU time)."""
+    text = (
+        f"2048² float32 matmul {load['matmul_gflops_before']:g} GFLOP/s before the pairs, "
+        f"{load['matmul_gflops_after']:g} after"
+    )
+    steal = load.get("cpu_steal_fraction")
+    return text + (f", {steal:.1%} of CPU time stolen meanwhile" if steal is not None else "")
 
 
 def markdown(info: dict[str, Any], results: list[dict[str, Any]]) -> str:
@@ -359,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
 
     models = args.models.split(",") if args.models else sorted(registered_models())
     datasets = split_datasets(args.datasets)
+    gflops_before, times_before = matmul_gflops(args.device), cpu_times()
     results = []
     for dataset in datasets:
         ref = DATASETS.get(dataset, dataset)
@@ -379,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), file=sys.stderr)
     info = machine_info(args.device)
+    info["load"] = {
+        "matmul_gflops_before": gflops_before,
+        "matmul_gflops_after": matmul_gflops(args.device),
+        "cpu_steal_fraction": steal_fraction(times_before, cpu_times()),
+    }
     stamp = f"{info['date']}-{args.device.replace(':', '')}" + ("-quick" if args.quick else "")
     out = Path(args.out or REPO / "benchmarks" / "results" / f"speed-{stamp}.json")
     table = markdown(info, results)

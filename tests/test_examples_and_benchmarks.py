@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.speed import split_datasets
+from benchmarks.speed import split_datasets, steal_fraction
 from tests.conftest import requires_shared
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,6 +28,9 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     )  # fmt: skip
     report = json.loads(out.read_text())
     assert report["machine"]["device"] == "cpu"
+    load = report["machine"]["load"]
+    assert load["matmul_gflops_before"] > 0 and load["matmul_gflops_after"] > 0
+    assert load["cpu_steal_fraction"] is None or 0 <= load["cpu_steal_fraction"] <= 1
     (result,) = report["results"]
     assert result["model"] == "lightgcn" and result["users"] == 9308
     assert result["epoch_seconds"] > 0 and result["peak_cpu_rss_mb"] > 0
@@ -39,6 +42,7 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     assert "aten::_sparse_mm_reduce_impl" in ops
     table = out.with_suffix(".md").read_text()
     assert "| lightgcn | tiktok |" in table and "(torch.profiler, 2 training steps)" in table
+    assert "GFLOP/s before the pairs" in table
 
 
 @requires_shared("movielens-small")
@@ -57,6 +61,15 @@ def test_dataset_list_keeps_synthetic_specs_whole():
         "synthetic:users=10,items=5,seed=1",
         "baby",
     ]
+
+
+def test_steal_fraction_from_proc_stat_counters():
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    start = [1000, 0, 200, 5000, 30, 0, 10, 60, 400, 0]
+    end = [1600, 0, 300, 5270, 30, 0, 20, 80, 700, 0]  # 1000 ticks passed, 20 stolen
+    assert steal_fraction(start, end) == 0.02  # guest time is inside user time, not added
+    assert steal_fraction(None, end) is None and steal_fraction(start[:4], end[:4]) is None
+    assert steal_fraction(start, start) is None
 
 
 def test_speed_suite_on_a_synthetic_spec_with_overrides(tmp_path):
