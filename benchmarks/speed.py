@@ -213,6 +213,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "torch_sparse": WITH_TORCH_SPARSE,
         "torch_scatter": WITH_TORCH_SCATTER,
         "device": device,
+        "commit": git_commit(),
         # huge pages for torch's CPU buffers (mmgraph.allocator.request_huge_pages)
         "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE"),
         "transparent_hugepage": _kernel_thp_mode(),
@@ -220,6 +221,26 @@ def machine_info(device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def git_commit() -> str | None:
+    """The checkout's short commit, ``-dirty`` when tracked files differ from it (``None``
+    outside a git checkout): which code a result file measured."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return None
+    if head.returncode != 0 or status.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
 
 
 def matmul_gflops(device: str, size: int = 2048, repeats: int = 5) -> float:
@@ -276,14 +297,17 @@ def write_report(out: Path, report: dict[str, Any], table: str) -> None:
 
 
 def describe_machine(info: dict[str, Any]) -> str:
-    """``machine_info(...)`` as one sentence: date, CPU, cores, GPU, library versions."""
+    """``machine_info(...)`` as one sentence: date, CPU, cores, GPU, library versions, commit,
+    and the run's load where recorded."""
     load = info.get("load")
     return (
         f"{info['date']} on {info['cpu']} ({info['cpu_count']} cores"
         + (f", {info['gpu']}" if "gpu" in info else "")
         + f"), torch {info['torch']}, PyG {info['torch_geometric']}, "
         f"torch-sparse {info['torch_sparse']}, torch-scatter {info['torch_scatter']}, "
-        f"device {info['device']}" + (f"; {describe_load(load)}" if load else "")
+        f"device {info['device']}"
+        + (f", commit {info['commit']}" if info.get("commit") else "")
+        + (f"; {describe_load(load)}" if load else "")
     )
 
 

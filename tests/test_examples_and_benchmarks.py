@@ -20,6 +20,10 @@ def run_in_repo(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return done
 
 
+def table_text(out: Path) -> str:
+    return out.with_suffix(".md").read_text()
+
+
 def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     out = tmp_path / "speed.json"
     run_in_repo(
@@ -28,6 +32,8 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     )  # fmt: skip
     report = json.loads(out.read_text())
     assert report["machine"]["device"] == "cpu"
+    commit = report["machine"]["commit"]  # the checkout's, or None outside git
+    assert commit is None or (commit.removesuffix("-dirty").isalnum() and commit in table_text(out))
     load = report["machine"]["load"]
     assert load["matmul_gflops_before"] > 0 and load["matmul_gflops_after"] > 0
     assert load["cpu_steal_fraction"] is None or 0 <= load["cpu_steal_fraction"] <= 1
