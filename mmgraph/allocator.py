@@ -16,9 +16,10 @@ fault in every 4 KB page each time: :func:`request_huge_pages` asks PyTorch (its
 transparent huge pages, one fault per 2 MB.
 
 These are settings of the whole process, so the library never applies them on import:
-:func:`mmgraph.train.fit_run` (``mmgraph train`` / ``tune``, the examples) and the benchmarks
-call :func:`retain_freed_memory`, and the ``mmgraph`` command and the benchmarks call
-:func:`request_huge_pages` before torch is imported; a script that drives
+:func:`mmgraph.train.fit_run` (``mmgraph train`` / ``tune``, the examples, the accuracy
+benchmark) and the speed benchmark call :func:`retain_freed_memory`, and the ``mmgraph``
+command and the speed and propagation benchmarks call :func:`request_huge_pages` before torch
+is imported; a script that drives
 :class:`~mmgraph.train.Trainer` itself can call them at start.
 """
 
