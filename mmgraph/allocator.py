@@ -19,8 +19,8 @@ These are settings of the whole process, so the library never applies them on im
 :func:`mmgraph.train.fit_run` (``mmgraph train`` / ``tune``, the examples, the accuracy
 benchmark) and the speed benchmark call :func:`retain_freed_memory`, and the ``mmgraph``
 command and the speed and propagation benchmarks call :func:`request_huge_pages` before torch
-is imported; a script that drives
-:class:`~mmgraph.train.Trainer` itself can call them at start.
+is imported; a script that drives :class:`~mmgraph.train.Trainer` itself can call them at
+start.
 """
 
 from __future__ import annotations
