@@ -24,8 +24,6 @@ faster. Results (median seconds of several hops after a warm-up) go to JSON and 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,8 @@ from benchmarks.speed import (
     REPO,
     describe_machine,
     machine_info,
+    median_seconds,
     split_datasets,
-    sync_device,
     write_report,
 )
 from mmgraph.allocator import request_huge_pages
@@ -85,16 +83,11 @@ def time_hop(hop: Callable, x, device: str, repeats: int) -> float:
     import torch
 
     grad = torch.randn_like(x)
-    seconds = []
-    for i in range(repeats + 1):
+
+    def clear_grad() -> None:
         x.grad = None
-        sync_device(device)
-        started = time.perf_counter()
-        hop(x).backward(grad)
-        sync_device(device)
-        if i:  # the first call is the warm-up
-            seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
+
+    return median_seconds(lambda: hop(x).backward(grad), device, repeats, prepare=clear_grad)
 
 
 def measure(dataset_ref: str, widths: list[int], device: str, repeats: int) -> list[dict]:

@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -226,21 +227,34 @@ def machine_info(device: str) -> dict[str, Any]:
 def git_commit() -> str | None:
     """The checkout's short commit, ``-dirty`` when tracked files differ from it (``None``
     outside a git checkout): which code a result file measured."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+    try:  # --exclude='*' ignores tags: always the commit itself
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--exclude=*"],
             cwd=REPO,
             capture_output=True,
             text=True,
         )
     except OSError:
         return None
-    if head.returncode != 0 or status.returncode != 0:
-        return None
-    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def median_seconds(
+    call: Callable[[], Any], device: str, repeats: int, prepare: Callable[[], Any] | None = None
+) -> float:
+    """Median wall seconds of ``call()`` over ``repeats`` runs after one warm-up run, waiting
+    for queued GPU work on both sides; ``prepare()`` runs before each, outside the timer."""
+    seconds = []
+    for i in range(repeats + 1):
+        if prepare is not None:
+            prepare()
+        sync_device(device)
+        started = time.perf_counter()
+        call()
+        sync_device(device)
+        if i:  # the first run is the warm-up
+            seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
 
 
 def matmul_gflops(device: str, size: int = 2048, repeats: int = 5) -> float:
@@ -250,14 +264,7 @@ def matmul_gflops(device: str, size: int = 2048, repeats: int = 5) -> float:
 
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
-    seconds = []
-    for _ in range(repeats + 1):
-        sync_device(device)
-        start = time.perf_counter()
-        a @ b
-        sync_device(device)
-        seconds.append(time.perf_counter() - start)
-    return round(2 * size**3 / statistics.median(seconds[1:]) / 1e9, 1)
+    return round(2 * size**3 / median_seconds(lambda: a @ b, device, repeats) / 1e9, 1)
 
 
 def cpu_times() -> list[int] | None:
