@@ -91,6 +91,91 @@ def test_item_graph_propagation_is_residual_and_differentiable():
     assert torch.equal(ItemGraphPropagation(num_layers=0)(x, graph), x)
 
 
+@pytest.mark.parametrize("num_layers", [0, 1, 2, 3])
+def test_multi_branch_rows_equal_the_full_output_rows_and_gradient(num_layers):
+    data = tiny_dataset()
+    adj = user_item_adjacency(data.edge_index(), data.num_users, data.num_items)
+    rows = torch.tensor([0, 3, 4, 31, 40, 49])
+    layer = MultiBranchLightGCN(num_layers=num_layers)
+    x = torch.randn(50, 3, 4, requires_grad=True)
+    weights = torch.randn(len(rows), 3, 4)
+    out = layer(x, adj, rows=rows)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    full = layer(x, adj)[rows]
+    (expected_grad,) = torch.autograd.grad((full * weights).sum(), x)
+    assert out.shape == (len(rows), 3, 4)
+    assert torch.allclose(out, full, atol=1e-6)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        layer(x, adj, rows=torch.tensor([3, 0]))
+
+
+@pytest.mark.parametrize("perturbed", [True, [False, True]])
+def test_multi_branch_rows_draw_the_last_hop_noise_for_those_rows_only(perturbed):
+    data = tiny_dataset()
+    adj = user_item_adjacency(data.edge_index(), data.num_users, data.num_items)
+    dense = adj.to_dense()
+    rows = torch.tensor([1, 2, 30, 44])
+    x = torch.randn(50, 2, 4)
+    torch.manual_seed(3)
+    out = MultiBranchLightGCN(num_layers=2, eps=0.1)(x, adj, perturbed=perturbed, rows=rows)
+    noisy = [True, True] if perturbed is True else perturbed
+
+    def perturb(h):  # noise on the flagged branches, drawn for h's rows
+        noise = uniform_like(h[:, noisy])
+        h = h.clone()
+        h[:, noisy] += torch.sign(h[:, noisy]) * 0.1 * noise / noise.norm(dim=-1, keepdim=True)
+        return h
+
+    torch.manual_seed(3)
+    h1 = perturb(torch.einsum("nm,mbd->nbd", dense, x))
+    h2 = perturb(torch.einsum("nm,mbd->nbd", dense[rows], h1))
+    assert torch.allclose(out, (x + h1)[rows] + h2, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_layers", [0, 1, 2])
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("with_transpose", [True, False])
+def test_item_graph_rows_read_only_their_inputs_and_equal_the_full_rows(
+    num_layers, residual, with_transpose
+):
+    gen = torch.Generator().manual_seed(1)
+    dense = torch.rand(12, 12, generator=gen) * (torch.rand(12, 12, generator=gen) < 0.15)
+    graph = dense.to_sparse_csr()
+    transpose = csr_transpose(graph) if with_transpose else None
+    layer = ItemGraphPropagation(num_layers, residual=residual)
+    rows = torch.tensor([2, 5, 9])
+    inputs = layer.input_rows(graph, rows)
+    # The inputs are the L-hop neighbourhood of rows (plus rows when residual), from dense S.
+    reach = torch.zeros(12, dtype=torch.bool)
+    reach[rows] = True
+    for _ in range(num_layers):
+        reach = (dense[reach] != 0).any(0)
+    if residual or not num_layers:
+        reach[rows] = True
+    assert torch.equal(inputs, reach.nonzero().squeeze(1))
+
+    x = torch.randn(12, 3, requires_grad=True)
+    weights = torch.randn(3, 3)
+    out = layer(x[inputs], graph, transpose, rows=rows)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    full = layer(x, graph, transpose)[rows]
+    (expected_grad,) = torch.autograd.grad((full * weights).sum(), x)
+    assert torch.allclose(out, full, atol=1e-6)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
+    with pytest.raises(ValueError, match="input_rows"):
+        layer(x, graph, transpose, rows=rows)
+
+
+def test_fusion_of_some_users_takes_their_weights():
+    fusion = ModalityFusion(num_users=5, num_modalities=2)
+    users, items = torch.randn(5, 2, 3), torch.randn(4, 2, 3)
+    ids = torch.tensor([1, 4])
+    some_users, some_items = fusion(users[ids], items, ids)
+    assert torch.equal(some_users, fusion(users, items)[0][ids])
+    assert torch.equal(some_items, items.flatten(1))
+
+
 @pytest.mark.parametrize("num_modalities", [1, 2, 3])
 def test_fusion_weights_users_and_concatenates(num_modalities):
     torch.manual_seed(0)

@@ -91,9 +91,13 @@ def test_loss_terms_match_a_dense_recomputation():
 
 
 def test_graph_view_contrast_matches_a_dense_noisy_recomputation():
+    """Value and gradient; the last hop is computed (and its noise drawn) only for the rows the
+    loss reads: the batch's users, its positive items and their kNN neighbours."""
     data, model = build(2)
     torch.manual_seed(5)
-    terms = model.loss(BATCH)
+    loss = model.loss(BATCH)["loss_mask_g"]
+    params = [p for branch in model.noisy_inputs for p in branch.parameters()]
+    params.append(model.fusion.weight)
     adj = dense_lightgcn_adjacency(data.edge_index(), data.num_users, data.num_items)
     graph = fused_knn_graph(data, 3, cache_dir=None).to_dense()
     features = [data.features("image"), data.features("text")] * 2  # two noisy copies each
@@ -104,27 +108,40 @@ def test_graph_view_contrast_matches_a_dense_noisy_recomputation():
         ],
         dim=1,
     )  # [U + I, 4, d]
-    torch.manual_seed(5)  # the noisy branches draw one [U + I, 4, d] uniform tensor per hop
-    total, h = x, x
-    for _ in range(2):
-        h = torch.einsum("nm,mbd->nbd", adj, h)
+    u, i = BATCH.users.unique(), BATCH.pos_items.unique()
+    read_items = (graph[i] != 0).any(0)
+    read_items[i] = True
+    read_items = read_items.nonzero().squeeze(1)  # the items the kNN hop reads
+    rows = torch.cat([u, data.num_users + read_items])
+
+    def perturb(h):
         noise = uniform_like(h)
-        h = h + torch.sign(h) * 0.1 * noise / noise.norm(dim=-1, keepdim=True)
-        total = total + h
-    users, items = total[: data.num_users], total[data.num_users :]
-    items = items + torch.einsum("ij,jbd->ibd", graph, items)
-    weights = model.fusion.weight.repeat(1, 2).unsqueeze(-1)  # [U, 4, 1]: w_image, w_text, ...
-    users = weights * users
+        return h + torch.sign(h) * 0.1 * noise / noise.norm(dim=-1, keepdim=True)
+
+    torch.manual_seed(5)  # one uniform tensor for hop 1 ([U + I, 4, d]), one for hop 2's rows
+    h1 = perturb(torch.einsum("nm,mbd->nbd", adj, x))
+    h2 = perturb(torch.einsum("nm,mbd->nbd", adj[rows], h1))
+    total = (x + h1)[rows] + h2
+    users, items = total[: len(u)], total[len(u) :]
+    items = items[torch.searchsorted(read_items, i)] + torch.einsum(
+        "ij,jbd->ibd", graph[i][:, read_items], items
+    )
+    users = model.fusion.weight[u].repeat(1, 2).unsqueeze(-1) * users  # w_image, w_text, ...
 
     def info_nce(a, b):  # one direction, cosine, temperature 0.2, no intra-view negatives
         logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / 0.2
         return F.cross_entropy(logits, torch.arange(a.size(0)))
 
-    u, i = BATCH.users.unique(), BATCH.pos_items.unique()
-    expected = info_nce(users[u, :2].flatten(1), users[u, 2:].flatten(1)) + info_nce(
-        items[i, :2].flatten(1), items[i, 2:].flatten(1)
+    expected = 1e-3 * (
+        info_nce(users[:, :2].flatten(1), users[:, 2:].flatten(1))
+        + info_nce(items[:, :2].flatten(1), items[:, 2:].flatten(1))
     )
-    assert terms["loss_mask_g"].item() == pytest.approx(1e-3 * expected.item(), rel=1e-4)
+    assert 0 < len(read_items) < data.num_items  # the test graph exercises the restriction
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    for got, want in zip(
+        torch.autograd.grad(loss, params), torch.autograd.grad(expected, params), strict=True
+    ):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-9)
 
 
 def test_reference_bpr_is_log2_and_contrast_population_differs(monkeypatch):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mmgraph.nn import blocked_sparse_matmul, csr_transpose, sparse_matmul
+from mmgraph.nn import blocked_sparse_matmul, csr_submatrix, csr_transpose, sparse_matmul
 from mmgraph.nn.sparse import sparse_dense_product
 
 
@@ -58,3 +58,43 @@ def test_sparse_matmul_gradient_with_and_without_transpose_equals_dense():
         x = torch.randn(20, 4, requires_grad=True)
         (sparse_matmul(csr, x, transpose) * weights).sum().backward()
         assert torch.allclose(x.grad, dense.T @ weights, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "rows, cols",
+    [
+        (None, None),
+        ([5, 0, 5, 11], None),  # any order, repeats, an empty row
+        (None, [1, 2, 9, 14]),
+        ([3, 7, 8], [0, 4, 13]),
+        ([], [2]),
+        ([4], []),
+    ],
+)
+def test_csr_submatrix_equals_dense_indexing_and_its_transpose(rows, cols):
+    dense, csr = random_csr(12, 15, density=0.4)
+    dense[11] = 0  # an empty row
+    csr = dense.to_sparse_csr()
+    rows_t = None if rows is None else torch.tensor(rows, dtype=torch.long)
+    cols_t = None if cols is None else torch.tensor(cols, dtype=torch.long)
+    expected = dense if rows is None else dense[rows_t]
+    expected = expected if cols is None else expected[:, cols_t]
+    sub = csr_submatrix(csr, rows_t, cols_t)
+    assert sub.layout == torch.sparse_csr and torch.equal(sub.to_dense(), expected)
+    if rows is None or rows == sorted(set(rows)):  # the transpose takes rows as its cols
+        transposed = csr_submatrix(csr_transpose(csr), cols_t, rows_t)
+        assert torch.equal(transposed.to_dense(), expected.T)
+
+
+def test_csr_submatrix_rejects_bad_indices():
+    _, csr = random_csr(6, 5)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        csr_submatrix(csr, cols=torch.tensor([3, 1]))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        csr_submatrix(csr, cols=torch.tensor([1, 1]))
+    with pytest.raises(ValueError, match=r"rows must lie in \[0, 6\)"):
+        csr_submatrix(csr, rows=torch.tensor([-1, 2]))
+    with pytest.raises(ValueError, match=r"cols must lie in \[0, 5\)"):
+        csr_submatrix(csr, cols=torch.tensor([2, 5]))
+    with pytest.raises(ValueError, match="CSR"):
+        csr_submatrix(csr.to_sparse_coo(), rows=torch.tensor([0]))

@@ -216,12 +216,31 @@ class MENTOR(Recommender):
     def _features(self) -> list[Tensor]:
         return [getattr(self, f"features_{i}") for i in range(len(self.modalities))]
 
-    def _propagate(self, inputs: list[Tensor], perturbed: bool = False) -> tuple[Tensor, Tensor]:
-        """Branch tables ``[U+I, d]`` each -> user ``[U, B, d]`` and item ``[I, B, d]`` outputs."""
-        out = self.user_item_gcn(torch.stack(inputs, dim=1), self.adj, perturbed=perturbed)
-        users, items = out.split([self.num_users, self.num_items])
-        flat = self.item_graph(items.flatten(1), self.item_knn_graph, self.item_knn_graph_t)
-        return users, flat.view_as(items)
+    def _propagate(
+        self,
+        inputs: list[Tensor],
+        perturbed: bool = False,
+        nodes: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Branch tables ``[U+I, d]`` each -> user ``[U, B, d]`` and item ``[I, B, d]`` outputs.
+
+        With ``nodes`` (sorted user ids ``[U']``, sorted item ids ``[I']``), only those rows:
+        ``[U', B, d]`` and ``[I', B, d]``; the last user–item hop is computed for them and the
+        items their kNN hop reads, and its noise is drawn for those rows only.
+        """
+        graphs = (self.item_knn_graph, self.item_knn_graph_t)
+        stacked = torch.stack(inputs, dim=1)
+        if nodes is None:
+            out = self.user_item_gcn(stacked, self.adj, perturbed=perturbed)
+            users, items = out.split([self.num_users, self.num_items])
+            return users, self.item_graph(items.flatten(1), *graphs).view_as(items)
+        users, items = nodes
+        item_inputs = self.item_graph.input_rows(self.item_knn_graph, items)
+        rows = torch.cat([users, self.num_users + item_inputs])
+        out = self.user_item_gcn(stacked, self.adj, perturbed=perturbed, rows=rows)
+        user_out, item_out = out.split([users.numel(), item_inputs.numel()])
+        item_out = self.item_graph(item_out.flatten(1), *graphs, rows=items)
+        return user_out, item_out.view(items.numel(), *user_out.shape[1:])
 
     def _modality_branches(self) -> tuple[Tensor, Tensor]:
         """Outputs of the modality branches only: users ``[U, M, d]``, items ``[I, M, d]``."""
@@ -265,15 +284,20 @@ class MENTOR(Recommender):
         if not len(self.noisy_inputs):
             return {}
         features = self._features() * 2  # two noisy copies of every modality branch
-        users, items = self._propagate(
-            [branch(x) for branch, x in zip(self.noisy_inputs, features, strict=True)],
-            perturbed=True,
-        )
+        inputs = [branch(x) for branch, x in zip(self.noisy_inputs, features, strict=True)]
+        # The released code contrasts all users and items; ours the batch's, whose rows are
+        # all that is propagated to the end (sorted; InfoNCE does not depend on row order).
+        nodes = user_ids = None
+        if not self.reference:
+            user_ids = _at_most(batch.users.unique(), self.max_contrast_nodes)
+            nodes = (user_ids, _at_most(batch.pos_items.unique(), self.max_contrast_nodes))
+        users, items = self._propagate(inputs, perturbed=True, nodes=nodes)
         users_1, users_2 = users.chunk(2, dim=1)
         items_1, items_2 = items.chunk(2, dim=1)
-        view_1 = self.fusion(users_1, items_1)
-        view_2 = self.fusion(users_2, items_2)
-        return {"loss_mask_g": self.mask_weight_g * self._graph_contrast(batch, view_1, view_2)}
+        view_1 = self.fusion(users_1, items_1, user_ids)
+        view_2 = self.fusion(users_2, items_2, user_ids)
+        loss = self.contrast(view_1[0], view_2[0]) + self.contrast(view_1[1], view_2[1])
+        return {"loss_mask_g": self.mask_weight_g * loss}
 
     def _main_terms(self, batch: Batch) -> dict[str, Tensor]:
         """BPR, regularisation, alignment and feature masking on the clean branches."""
@@ -334,21 +358,12 @@ class MENTOR(Recommender):
                 return self.feature_masking(user_r) + self.feature_masking(item_r)
         return self.feature_masking(user_r) + self.feature_masking(item_r)
 
-    def _graph_contrast(self, batch: Batch, view_1: Embeddings, view_2: Embeddings) -> Tensor:
-        (users_1, items_1), (users_2, items_2) = view_1, view_2
-        if not self.reference:
-            users = _at_most(batch.users.unique(), self.max_contrast_nodes)
-            items = _at_most(batch.pos_items.unique(), self.max_contrast_nodes)
-            users_1, users_2 = users_1[users], users_2[users]
-            items_1, items_2 = items_1[items], items_2[items]
-        return self.contrast(users_1, users_2) + self.contrast(items_1, items_2)
-
 
 def _at_most(nodes: Tensor, limit: int | None) -> Tensor:
-    """``nodes``, or a uniform sample of ``limit`` of them when there are more."""
+    """Sorted ``nodes``, or a sorted uniform sample of ``limit`` of them when there are more."""
     if limit is None or nodes.numel() <= limit:
         return nodes
-    return nodes[torch.randperm(nodes.numel(), device=nodes.device)[:limit]]
+    return nodes[torch.randperm(nodes.numel(), device=nodes.device)[:limit]].sort().values
 
 
 def _check_hyperparameters(**valid: bool) -> None:

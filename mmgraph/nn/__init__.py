@@ -26,7 +26,7 @@ from mmgraph.nn.losses import bpr_loss, embedding_l2, embedding_norm, negative_c
 from mmgraph.nn.masking import FeatureMaskingLoss
 from mmgraph.nn.perturb import GraphPerturbation, degree_sensitive_edge_sample, drop_edges
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
-from mmgraph.nn.sparse import blocked_sparse_matmul, csr_transpose, sparse_matmul
+from mmgraph.nn.sparse import blocked_sparse_matmul, csr_submatrix, csr_transpose, sparse_matmul
 from mmgraph.nn.structure import (
     ModalityGraphGenerator,
     UserItemGraph,
@@ -60,6 +60,7 @@ __all__ = [
     "bpr_loss",
     "cosine_edge_weights",
     "cosine_knn_edges",
+    "csr_submatrix",
     "csr_transpose",
     "degree_sensitive_edge_sample",
     "distribution_distance",

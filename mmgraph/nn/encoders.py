@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from mmgraph.nn.functional import l2_normalize
 from mmgraph.nn.perturb import GraphPerturbation
-from mmgraph.nn.sparse import blocked_sparse_matmul
+from mmgraph.nn.sparse import blocked_sparse_matmul, csr_submatrix
 
 
 class FeatureProjector(nn.Module):
@@ -156,11 +156,18 @@ class MultiBranchLightGCN(nn.Module):
         block_width: CPU column-block width of the products (``None``: the default of
             :func:`~mmgraph.nn.blocked_sparse_matmul`).
 
+    Only some rows of the output: with ``rows``, the last hop is computed for those rows
+    only (a row slice of :math:`\hat A`, :func:`~mmgraph.nn.csr_submatrix`) and its noise is
+    drawn for them only. The result equals the full output's rows; a loss that reads a batch's
+    nodes (MENTOR's in-batch InfoNCE) saves most of the last hop's noise and products.
+
     Shapes:
         ``x: [N, B, d]``; ``adj_t: [N, N]`` sparse :math:`\hat A`, applied as ``adj_t @ h``;
         ``adj``: its transpose for the cheap backward (default ``adj_t``, right for the symmetric
-        :math:`\hat A`); ``perturbed``: ``B`` booleans, one for all branches, or ``None``
-        -> ``[N, B, d]``. Perturbing all or none is cheaper than a mix (no branch gather).
+        :math:`\hat A`); ``perturbed``: ``B`` booleans, one for all branches, or ``None``;
+        ``rows``: ``[R]`` strictly increasing node indices (CSR ``adj_t`` and ``adj``), or
+        ``None`` for all -> ``[N, B, d]`` (``[R, B, d]`` with ``rows``). Perturbing all or none
+        is cheaper than a mix (no branch gather).
     """
 
     def __init__(
@@ -179,6 +186,7 @@ class MultiBranchLightGCN(nn.Module):
         adj_t: Tensor,
         adj: Tensor | None = None,
         perturbed: Sequence[bool] | bool | None = None,
+        rows: Tensor | None = None,
     ) -> Tensor:
         num_nodes, num_branches, dim = x.shape
         if isinstance(perturbed, bool):
@@ -191,21 +199,35 @@ class MultiBranchLightGCN(nn.Module):
         if any(flags) and not perturb_all:
             indices = [index for index, flag in enumerate(flags) if flag]
             noisy = torch.tensor(indices, dtype=torch.long, device=x.device)
+        if rows is not None:
+            _check_increasing(rows, "rows")
         adj = adj_t if adj is None else adj
         h = x.reshape(num_nodes, num_branches * dim)
         total = h
         for layer in range(self.num_layers):
-            h = blocked_sparse_matmul(adj_t, h, adj, self.block_width)
+            if rows is not None and layer == self.num_layers - 1:
+                # (adj_t[rows])^T = adj[:, rows]: the transpose's column slice.
+                total = total[rows]
+                h = blocked_sparse_matmul(
+                    csr_submatrix(adj_t, rows=rows),
+                    h,
+                    csr_submatrix(adj, cols=rows),
+                    self.block_width,
+                )
+            else:
+                h = blocked_sparse_matmul(adj_t, h, adj, self.block_width)
             # h and total are fresh results that no backward reads: updated in place, they
             # save an [N, B·d] buffer per hop (autograd checks that this stays so).
             if perturb_all:  # no gather/scatter of branches (MENTOR's noisy stack)
-                self.perturbation.perturb_(h.view(num_nodes, num_branches, dim))
+                self.perturbation.perturb_(h.view(-1, num_branches, dim))
             elif noisy is not None:  # noise is drawn for the flagged branches only
-                h3 = h.view(num_nodes, num_branches, dim)
+                h3 = h.view(-1, num_branches, dim)
                 h3 = h3.index_copy(1, noisy, self.perturbation(h3.index_select(1, noisy)))
-                h = h3.view(num_nodes, -1)
+                h = h3.flatten(1)
             total = total + h if layer == 0 else total.add_(h)
-        return total.view(num_nodes, num_branches, dim)
+        if rows is not None and self.num_layers == 0:
+            total = total[rows]
+        return total.view(-1, num_branches, dim)
 
 
 class ItemGraphPropagation(nn.Module):
@@ -225,10 +247,17 @@ class ItemGraphPropagation(nn.Module):
         residual: add the input to the result (MENTOR) or not (FREEDOM, whose model adds the
             result to other item embeddings instead).
 
+    Only some rows of the output: with ``rows``, ``x`` holds only the rows the output's
+    ``rows`` depend on, :meth:`input_rows` (their ``L``-hop neighbourhood, plus themselves
+    when residual), and every hop multiplies the matching submatrix of :math:`S`
+    (:func:`~mmgraph.nn.csr_submatrix`). The result equals the full output's rows.
+
     Shapes:
-        ``x: [I, D]``; ``graph: [I, I]`` sparse :math:`S`; ``graph_transpose``: :math:`S^T`
-        for the cheap backward (:math:`S` is not symmetric; ``None`` lets torch transpose on
-        every backward) -> ``[I, D]``.
+        ``x: [I, D]`` (``[len(input_rows(graph, rows)), D]`` with ``rows``); ``graph: [I, I]``
+        sparse :math:`S`; ``graph_transpose``: :math:`S^T` for the cheap backward (:math:`S`
+        is not symmetric; ``None`` lets torch transpose on every backward); ``rows``: ``[R]``
+        strictly increasing item indices (CSR ``graph``) or ``None`` -> ``[I, D]``
+        (``[R, D]`` with ``rows``).
     """
 
     def __init__(
@@ -241,13 +270,53 @@ class ItemGraphPropagation(nn.Module):
         self.block_width = block_width
         self.residual = residual
 
-    def forward(self, x: Tensor, graph: Tensor, graph_transpose: Tensor | None = None) -> Tensor:
-        h = x
+    def forward(
+        self,
+        x: Tensor,
+        graph: Tensor,
+        graph_transpose: Tensor | None = None,
+        rows: Tensor | None = None,
+    ) -> Tensor:
+        if rows is None:
+            h = x
+            for _ in range(self.num_layers):
+                h = blocked_sparse_matmul(graph, h, graph_transpose, self.block_width)
+            if not self.residual:
+                return h
+            return x + h if self.num_layers else x
+        # needed[l]: rows of S^l x that the output reads; needed[-1]: the rows x holds.
+        needed = self._needed_rows(graph, rows)
+        if x.size(0) != needed[-1].numel():
+            raise ValueError(
+                f"x has {x.size(0)} rows; input_rows(graph, rows) has {needed[-1].numel()}"
+            )
+        h, source = x, needed[-1]
+        for target in reversed(needed[:-2]):
+            transpose = None
+            if graph_transpose is not None:
+                transpose = csr_submatrix(graph_transpose, rows=source, cols=target)
+            h = blocked_sparse_matmul(
+                csr_submatrix(graph, rows=target, cols=source), h, transpose, self.block_width
+            )
+            source = target
+        if self.residual and self.num_layers:
+            return x[torch.searchsorted(needed[-1], rows)] + h
+        return h
+
+    def input_rows(self, graph: Tensor, rows: Tensor) -> Tensor:
+        """``[R']`` the sorted rows of ``x`` that the output's ``rows`` depend on."""
+        return self._needed_rows(graph, rows)[-1]
+
+    def _needed_rows(self, graph: Tensor, rows: Tensor) -> list[Tensor]:
+        """``[rows, N(rows), ..., N^L(rows), inputs]``: the rows of each hop's result that the
+        output reads (``N``: the columns of those rows of ``S``), then the rows of ``x``."""
+        _check_increasing(rows, "rows")
+        needed = [rows]
         for _ in range(self.num_layers):
-            h = blocked_sparse_matmul(graph, h, graph_transpose, self.block_width)
-        if not self.residual:
-            return h
-        return x + h if self.num_layers else x
+            columns = csr_submatrix(graph, rows=needed[-1]).col_indices()
+            needed.append(_sorted_union(graph.size(1), columns))
+        inputs = _sorted_union(graph.size(1), needed[-1], rows) if self.residual else needed[-1]
+        return [*needed, inputs]
 
 
 class ModalityFusion(nn.Module):
@@ -266,7 +335,8 @@ class ModalityFusion(nn.Module):
 
     Shapes:
         ``user_views: [U, M, d]``, ``item_views: [I, M, d]`` ->
-        ``([U, M·d], [I, M·d])``.
+        ``([U, M·d], [I, M·d])``; with ``users: [B]`` user ids, ``user_views`` holds those
+        users' rows ``[B, M, d]``.
     """
 
     def __init__(self, num_users: int, num_modalities: int) -> None:
@@ -281,6 +351,22 @@ class ModalityFusion(nn.Module):
             nn.init.xavier_normal_(self.weight)
             self.weight.copy_(torch.softmax(self.weight, dim=1))
 
-    def forward(self, user_views: Tensor, item_views: Tensor) -> tuple[Tensor, Tensor]:
-        users = (self.weight.unsqueeze(-1) * user_views).flatten(1)
-        return users, item_views.flatten(1)
+    def forward(
+        self, user_views: Tensor, item_views: Tensor, users: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        weight = self.weight if users is None else self.weight[users]
+        return (weight.unsqueeze(-1) * user_views).flatten(1), item_views.flatten(1)
+
+
+def _check_increasing(index: Tensor, name: str) -> None:
+    if index.dim() != 1 or (index.numel() > 1 and not bool((index[1:] > index[:-1]).all())):
+        raise ValueError(f"{name} must be a strictly increasing 1-D index tensor")
+
+
+def _sorted_union(size: int, *indices: Tensor) -> Tensor:
+    """The distinct values of ``indices`` (each in ``[0, size)``), sorted: a boolean mask,
+    ten times faster than ``torch.unique`` on MENTOR's 25k kNN columns."""
+    mask = torch.zeros(size, dtype=torch.bool, device=indices[0].device)
+    for index in indices:
+        mask[index] = True
+    return mask.nonzero().squeeze(1)
