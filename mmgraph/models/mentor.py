@@ -60,7 +60,7 @@ class MENTOR(Recommender):
       :class:`~mmgraph.nn.ContrastiveHead` (one direction, cosine, ``temperature``) over the
       batch's unique users and positive items. Only their rows (and the items their kNN hop
       reads) go through the noisy branches' last user–item hop, whose noise is drawn for those
-      rows: the same loss as from the full tables, at about 5 % less time per TikTok step.
+      rows: the same loss as from the full tables, at about 6 % less time per TikTok step.
 
     Deviations from the released code (``Jinfeng-Xu/MENTOR``), one per line; the first three
     are undone by ``reference=True``:
