@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from mmgraph.nn.functional import l2_normalize
 from mmgraph.nn.perturb import GraphPerturbation
-from mmgraph.nn.sparse import blocked_sparse_matmul, csr_submatrix
+from mmgraph.nn.sparse import blocked_sparse_matmul, check_increasing_index, csr_submatrix
 
 
 class FeatureProjector(nn.Module):
@@ -200,7 +200,7 @@ class MultiBranchLightGCN(nn.Module):
             indices = [index for index, flag in enumerate(flags) if flag]
             noisy = torch.tensor(indices, dtype=torch.long, device=x.device)
         if rows is not None:
-            _check_increasing(rows, "rows")
+            check_increasing_index(rows, "rows")
         adj = adj_t if adj is None else adj
         h = x.reshape(num_nodes, num_branches * dim)
         total = h
@@ -310,7 +310,7 @@ class ItemGraphPropagation(nn.Module):
     def _needed_rows(self, graph: Tensor, rows: Tensor) -> list[Tensor]:
         """``[rows, N(rows), ..., N^L(rows), inputs]``: the rows of each hop's result that the
         output reads (``N``: the columns of those rows of ``S``), then the rows of ``x``."""
-        _check_increasing(rows, "rows")
+        check_increasing_index(rows, "rows")
         needed = [rows]
         for _ in range(self.num_layers):
             columns = csr_submatrix(graph, rows=needed[-1]).col_indices()
@@ -356,11 +356,6 @@ class ModalityFusion(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         weight = self.weight if users is None else self.weight[users]
         return (weight.unsqueeze(-1) * user_views).flatten(1), item_views.flatten(1)
-
-
-def _check_increasing(index: Tensor, name: str) -> None:
-    if index.dim() != 1 or (index.numel() > 1 and not bool((index[1:] > index[:-1]).all())):
-        raise ValueError(f"{name} must be a strictly increasing 1-D index tensor")
 
 
 def _sorted_union(size: int, *indices: Tensor) -> Tensor:

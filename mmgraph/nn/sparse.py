@@ -148,8 +148,7 @@ def csr_submatrix(matrix: Tensor, rows: Tensor | None = None, cols: Tensor | Non
         crow, col, values = new_crow, col.index_select(0, source), values.index_select(0, source)
         num_rows = rows.numel()
     if cols is not None:
-        if cols.numel() > 1 and not bool((cols[1:] > cols[:-1]).all()):
-            raise ValueError("cols must be strictly increasing (sorted, without duplicates)")
+        check_increasing_index(cols, "cols")
         position = torch.full((num_cols,), -1, dtype=col.dtype, device=col.device)
         position[cols] = torch.arange(cols.numel(), dtype=col.dtype, device=col.device)
         new_col = position.index_select(0, col)
@@ -161,6 +160,14 @@ def csr_submatrix(matrix: Tensor, rows: Tensor | None = None, cols: Tensor | Non
         col, values = new_col.index_select(0, kept), values.index_select(0, kept)
         num_cols = cols.numel()
     return torch.sparse_csr_tensor(crow, col, values, size=(num_rows, num_cols))
+
+
+def check_increasing_index(index: Tensor, name: str) -> None:
+    """Raise ``ValueError`` unless ``index`` is 1-D and strictly increasing (sorted, no
+    duplicates), as :func:`csr_submatrix`'s ``cols`` and the ``rows`` of the layers built on it
+    must be."""
+    if index.dim() != 1 or (index.numel() > 1 and not bool((index[1:] > index[:-1]).all())):
+        raise ValueError(f"{name} must be a strictly increasing 1-D index tensor")
 
 
 def _check_indices(index: Tensor | None, size: int, name: str) -> None:
