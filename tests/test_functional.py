@@ -46,3 +46,30 @@ def test_cosine_similarity_equals_the_formula_and_torchs_on_degenerate_rows():
     y = torch.randn(4, 5, 9, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(cosine_similarity, (x, y))
     assert torch.allclose(cosine_similarity(x, y), F.cosine_similarity(x, y, dim=-1))
+
+
+def test_cosine_similarity_gradient_equals_autograd_of_the_formula_with_clamped_rows():
+    torch.manual_seed(4)
+    a = torch.randn(6, 5, dtype=torch.float64)
+    b = torch.randn(6, 5, dtype=torch.float64)
+    a[1] = 0.0  # clamped norm (a constant eps): no radial term
+    b[2] = 1e-12
+    grad = torch.randn(6, dtype=torch.float64)
+
+    def formula(x, y, eps=1e-8):
+        nx = torch.linalg.vector_norm(x, dim=-1).clamp_min(eps)
+        ny = torch.linalg.vector_norm(y, dim=-1).clamp_min(eps)
+        return (x * y).sum(-1) / (nx * ny)
+
+    got = [t.clone().requires_grad_(True) for t in (a, b)]
+    want = [t.clone().requires_grad_(True) for t in (a, b)]
+    (cosine_similarity(*got) * grad).sum().backward()
+    (formula(*want) * grad).sum().backward()
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g.grad, w.grad, rtol=1e-10, atol=1e-12)
+    # broadcasting: one row against many, gradient summed over the broadcast rows
+    row = a[0].clone().requires_grad_(True)
+    cosine_similarity(row, b).sum().backward()
+    ref = a[0].clone().requires_grad_(True)
+    formula(ref.expand_as(b), b).sum().backward()
+    assert torch.allclose(row.grad, ref.grad)

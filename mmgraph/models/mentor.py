@@ -15,7 +15,7 @@ from mmgraph.data.knn import fused_knn_graph
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import ConfigError
 from mmgraph.models.base import Embeddings, Recommender
-from mmgraph.nn.alignment import AlignmentHead, gaussian_stats
+from mmgraph.nn.alignment import AlignmentHead, gaussian_stats, grouped_gaussian_stats
 from mmgraph.nn.contrastive import ContrastiveHead
 from mmgraph.nn.encoders import (
     ItemGraphPropagation,
@@ -328,31 +328,25 @@ class MENTOR(Recommender):
             "loss_reg": self.reg_weight * (preferences + self.fusion.weight.pow(2).mean()),
         }
         if self.id_input is not None:
-            modal = zip(user_groups[0].unbind(1), item_groups[0].unbind(1), strict=True)
-            guide = (user_groups[1][:, 0], item_groups[1][:, 0])
-            terms["loss_align"] = self.align_weight * self._alignment(
-                guide, (user_r, item_r), list(modal)
-            )
+            terms["loss_align"] = self.align_weight * self._alignment(users, items, user_r, item_r)
         if self.mask_weight_f:
             terms["loss_mask_f"] = self.mask_weight_f * self._feature_masking(user_r, item_r)
         return terms
 
-    def _alignment(
-        self,
-        guide: tuple[Tensor, Tensor],
-        fused: tuple[Tensor, Tensor],
-        modalities: list[tuple[Tensor, Tensor]],
-    ) -> Tensor:
-        """Alignment of the ``[U+I, M·d]`` views, each given as its (users, items) parts.
+    def _alignment(self, users: Tensor, items: Tensor, user_r: Tensor, item_r: Tensor) -> Tensor:
+        """Alignment of the ``[U+I, M·d]`` views from the clean branches' outputs (users
+        ``[U, M+1, d]``, items ``[I, M+1, d]``: the modalities, then ID) and the fused view's
+        parts ``[U, M·d]``, ``[I, M·d]``.
 
         The guide and modality views are one ``[·, d]`` branch repeated ``M`` times side by
-        side (MENTOR's ``[id | id]``); their statistics are taken without building them.
+        side (MENTOR's ``[id | id]``); their statistics are taken per branch, without building
+        them.
         """
         repeats = len(self.modalities)
+        means, variances = grouped_gaussian_stats(users, items, repeats=repeats)
+        branches = list(zip(means.unbind(), variances.unbind(), strict=True))
         return self.alignment.from_stats(
-            gaussian_stats(*guide, repeats=repeats),
-            gaussian_stats(*fused),
-            [gaussian_stats(*parts, repeats=repeats) for parts in modalities],
+            branches[repeats], gaussian_stats(user_r, item_r), branches[:repeats]
         )
 
     def _feature_masking(self, user_r: Tensor, item_r: Tensor) -> Tensor:

@@ -1,7 +1,12 @@
 """Layers and functional pieces (no I/O): convolutions, heads, losses, ranking."""
 
 from mmgraph.nn.adversarial import AdversarialDiscriminator, gradient_penalty
-from mmgraph.nn.alignment import AlignmentHead, distribution_distance, gaussian_stats
+from mmgraph.nn.alignment import (
+    AlignmentHead,
+    distribution_distance,
+    gaussian_stats,
+    grouped_gaussian_stats,
+)
 from mmgraph.nn.attention import ModalityAttention
 from mmgraph.nn.contrastive import ContrastiveHead
 from mmgraph.nn.conv import LightGCNConv, LightGCNEncoder
@@ -69,6 +74,7 @@ __all__ = [
     "embedding_norm",
     "gaussian_stats",
     "gradient_penalty",
+    "grouped_gaussian_stats",
     "gumbel_real_rows",
     "interaction_rows",
     "item_graph_csr",
