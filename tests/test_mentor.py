@@ -90,6 +90,38 @@ def test_loss_terms_match_a_dense_recomputation():
     assert terms["loss_align"].item() == pytest.approx(expected.item(), rel=1e-4)
 
 
+@pytest.mark.parametrize("num_modalities", [1, 2, 3])
+def test_alignment_value_and_gradient_equal_the_formula_on_materialised_views(num_modalities):
+    """D(a, b) = |var_a - var_b| + |mean_a - mean_b| (torch's mean and unbiased var) over the
+    pairs of levels 1-4, on views built in full: [id | ... | id], [m | ... | m], fused."""
+    data, model = build(num_modalities)
+    with torch.no_grad():  # one modality starts at weight 1: fused == modal, |0| has no slope
+        model.fusion.weight.uniform_(0.5, 1.5)
+    loss = model.loss(BATCH)["loss_align"]
+    params = [model.id_items, model.fusion.weight, model.modal_inputs[0].preference]
+    got = torch.autograd.grad(loss, params)
+
+    m = num_modalities
+    names = list(MODALITIES[num_modalities])
+    modal = [
+        torch.cat(dense_branch(data, branch, data.features(name))).repeat(1, m)
+        for branch, name in zip(model.modal_inputs, names, strict=True)
+    ]
+    guide = torch.cat(dense_branch(data, model.id_input, model.id_items)).repeat(1, m)
+    fused = torch.cat(model())
+
+    def distance(a, b):
+        return (a.var() - b.var()).abs() + (a.mean() - b.mean()).abs()
+
+    pairs = [(guide, fused)] + [(guide, v) for v in modal] + [(fused, v) for v in modal]
+    pairs += [(a, b) for i, a in enumerate(modal) for b in modal[i + 1 :]]
+    expected = 0.1 * sum(distance(a, b) for a, b in pairs)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    want = torch.autograd.grad(expected, params)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-7)
+
+
 def test_graph_view_contrast_matches_a_dense_noisy_recomputation():
     """Value and gradient; the last hop is computed (and its noise drawn) only for the rows the
     loss reads: the batch's users, its positive items and their kNN neighbours."""
