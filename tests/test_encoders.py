@@ -192,3 +192,28 @@ def test_fusion_weights_users_and_concatenates(num_modalities):
         block = slice(2 * m, 2 * m + 2)
         assert torch.allclose(fused_users[:, block], w[:, m : m + 1] * users[:, m])
         assert torch.equal(fused_items[:, block], items[:, m])
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("rows", [None, torch.tensor([0, 2, 3, 7, 11])])
+@pytest.mark.parametrize("perturbed", [None, True])
+def test_multi_branch_gradient_equals_autograd_of_the_dense_layer_sum(num_layers, rows, perturbed):
+    """A non-symmetric matrix, so the backward must use the transpose (``adj``); the noise
+    is a constant of the graph (sign(h) has no gradient)."""
+    torch.manual_seed(0)
+    dense = torch.rand(12, 12) * (torch.rand(12, 12) < 0.4)
+    adj_t = dense.to_sparse_csr()
+    x = torch.randn(12, 2, 3, dtype=torch.float32, requires_grad=True)
+    layer = MultiBranchLightGCN(num_layers=num_layers, eps=0.1)
+    out = layer(x, adj_t, csr_transpose(adj_t), perturbed=perturbed, rows=rows)
+    weights = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    h, expected = x, x
+    for _ in range(num_layers):
+        h = torch.einsum("nm,mbd->nbd", dense, h)
+        expected = expected + h
+    expected = expected if rows is None else expected[rows]
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x)
+    assert torch.allclose(grad, expected_grad, atol=1e-5)
+    if perturbed is None:
+        assert torch.allclose(out, expected, atol=1e-5)
