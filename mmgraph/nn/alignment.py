@@ -48,7 +48,7 @@ def grouped_gaussian_stats(*parts: Tensor, repeats: int = 1) -> Stats:
     TikTok alignment term, forward and backward: 16 ms against 37 ms for autograd's
     composition of subtraction, square and sums, 2 CPU threads).
 
-    The sums are taken in float64 (over float32 row sums) and the variance is
+    The sums are accumulated in float64 (over float32 partial sums) and the variance is
     ``(Σx² - (Σx)²/n) / (n - 1)``: exact up to rounding while the mean is not orders of
     magnitude larger than the standard deviation, as for embeddings.
 
