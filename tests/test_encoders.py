@@ -11,6 +11,7 @@ from mmgraph.nn import (
     MultiBranchLightGCN,
     UserItemInput,
     csr_transpose,
+    stack_user_item_inputs,
 )
 from mmgraph.nn.noise import uniform_like
 from tests.helpers import tiny_dataset
@@ -32,6 +33,25 @@ def test_user_item_input_stacks_users_then_projected_items_and_normalises_rows()
     assert torch.allclose(x0.norm(dim=1), torch.ones(9), atol=1e-6)
     assert torch.allclose(x0[:6], F.normalize(layer.preference, dim=1))
     assert torch.allclose(x0[6:], F.normalize(layer.projector(items), dim=1))
+
+
+def test_stacked_user_item_inputs_equal_the_stacked_branch_tables_with_their_gradients():
+    torch.manual_seed(3)
+    branches = [UserItemInput(num_users=6, in_dim=d, dim=4, hidden_dim=8) for d in (5, 2, 5)]
+    items = [torch.randn(3, 5), torch.randn(3, 2), torch.randn(3, 5)]
+    weight = torch.randn(9, 3, 4)
+    stacked = stack_user_item_inputs(branches, items)
+    (stacked * weight).square().sum().backward()
+    got = [p.grad.clone() for b in branches for p in b.parameters()]
+    for b in branches:
+        b.zero_grad(set_to_none=True)
+    reference = torch.stack([b(x) for b, x in zip(branches, items, strict=True)], dim=1)
+    (reference * weight).square().sum().backward()
+    assert torch.allclose(stacked, reference, rtol=0, atol=1e-7)
+    want = [p.grad for b in branches for p in b.parameters()]
+    assert len(got) == len(want) == 15
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("block_width", [None, 4, 5])

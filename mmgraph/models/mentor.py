@@ -22,6 +22,7 @@ from mmgraph.nn.encoders import (
     ModalityFusion,
     MultiBranchLightGCN,
     UserItemInput,
+    stack_user_item_inputs,
 )
 from mmgraph.nn.losses import bpr_loss
 from mmgraph.nn.masking import FeatureMaskingLoss
@@ -221,18 +222,17 @@ class MENTOR(Recommender):
 
     def _propagate(
         self,
-        inputs: list[Tensor],
+        stacked: Tensor,
         perturbed: bool = False,
         nodes: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Branch tables ``[U+I, d]`` each -> user ``[U, B, d]`` and item ``[I, B, d]`` outputs.
+        """Stacked branch tables ``[U+I, B, d]`` -> user ``[U, B, d]`` and item ``[I, B, d]``.
 
         With ``nodes`` (sorted user ids ``[U']``, sorted item ids ``[I']``), only those rows:
         ``[U', B, d]`` and ``[I', B, d]``; the last user–item hop is computed for them and the
         items their kNN hop reads, and its noise is drawn for those rows only.
         """
         graphs = (self.item_knn_graph, self.item_knn_graph_t)
-        stacked = torch.stack(inputs, dim=1)
         if nodes is None:
             out = self.user_item_gcn(stacked, self.adj, perturbed=perturbed)
             users, items = out.split([self.num_users, self.num_items])
@@ -247,8 +247,7 @@ class MENTOR(Recommender):
 
     def _modality_branches(self) -> tuple[Tensor, Tensor]:
         """Outputs of the modality branches only: users ``[U, M, d]``, items ``[I, M, d]``."""
-        inputs = [branch(x) for branch, x in zip(self.modal_inputs, self._features(), strict=True)]
-        return self._propagate(inputs)
+        return self._propagate(stack_user_item_inputs(self.modal_inputs, self._features()))
 
     def forward(self) -> Embeddings:
         """Fused view ``(users [U, M·d], items [I, M·d])``; only the modality branches run."""
@@ -287,14 +286,14 @@ class MENTOR(Recommender):
         if not len(self.noisy_inputs):
             return {}
         features = self._features() * 2  # two noisy copies of every modality branch
-        inputs = [branch(x) for branch, x in zip(self.noisy_inputs, features, strict=True)]
+        stacked = stack_user_item_inputs(self.noisy_inputs, features)
         # The released code contrasts all users and items; ours the batch's, whose rows are
         # all that is propagated to the end (sorted; InfoNCE does not depend on row order).
         nodes = user_ids = None
         if not self.reference:
             user_ids = _at_most(batch.users.unique(), self.max_contrast_nodes)
             nodes = (user_ids, _at_most(batch.pos_items.unique(), self.max_contrast_nodes))
-        users, items = self._propagate(inputs, perturbed=True, nodes=nodes)
+        users, items = self._propagate(stacked, perturbed=True, nodes=nodes)
         users_1, users_2 = users.chunk(2, dim=1)
         items_1, items_2 = items.chunk(2, dim=1)
         view_1 = self.fusion(users_1, items_1, user_ids)
@@ -304,14 +303,12 @@ class MENTOR(Recommender):
 
     def _main_terms(self, batch: Batch) -> dict[str, Tensor]:
         """BPR, regularisation, alignment and feature masking on the clean branches."""
-        features = self._features()
-        num_modalities = len(features)
-        inputs = [branch(x) for branch, x in zip(self.modal_inputs, features, strict=True)]
+        branches, item_inputs = list(self.modal_inputs), self._features()
         if self.id_input is not None:
-            inputs.append(self.id_input(self.id_items))
-        sizes = [num_modalities, len(inputs) - num_modalities]
-        users, items = self._propagate(inputs)
-        del inputs  # backward does not need the layer-0 tables
+            branches.append(self.id_input)
+            item_inputs.append(self.id_items)
+        sizes = [len(self.modalities), len(branches) - len(self.modalities)]
+        users, items = self._propagate(stack_user_item_inputs(branches, item_inputs))
         # One split per side (its backward is a concatenation, not a zero-filled scatter per slice).
         user_groups, item_groups = users.split(sizes, dim=1), items.split(sizes, dim=1)
         user_r, item_r = self.fusion(user_groups[0], item_groups[0])

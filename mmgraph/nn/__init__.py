@@ -17,6 +17,7 @@ from mmgraph.nn.encoders import (
     ModalityProjection,
     MultiBranchLightGCN,
     UserItemInput,
+    stack_user_item_inputs,
 )
 from mmgraph.nn.item_graph import (
     LatentItemGraph,
@@ -86,6 +87,7 @@ __all__ = [
     "sample_candidates",
     "similarity_knn_graph",
     "sparse_matmul",
+    "stack_user_item_inputs",
     "topk_recommendations",
     "topk_unseen_items",
     "user_item_graph",

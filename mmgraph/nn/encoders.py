@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from mmgraph.nn.functional import l2_normalize
+from mmgraph.nn.functional import l2_normalize, stack_l2_normalized
 from mmgraph.nn.perturb import GraphPerturbation
 from mmgraph.nn.sparse import blocked_sparse_matmul, check_increasing_index, csr_submatrix
 
@@ -134,7 +134,27 @@ class UserItemInput(nn.Module):
         self.projector.out.reset_parameters()
 
     def forward(self, item_input: Tensor) -> Tensor:
-        return l2_normalize(torch.cat([self.preference, self.projector(item_input)]))
+        return l2_normalize(torch.cat(self.parts(item_input)))
+
+    def parts(self, item_input: Tensor) -> tuple[Tensor, Tensor]:
+        """The table before normalisation: ``(P [U, dim], MLP(X) [I, dim])``."""
+        return self.preference, self.projector(item_input)
+
+
+def stack_user_item_inputs(
+    branches: Sequence[UserItemInput], item_inputs: Sequence[Tensor]
+) -> Tensor:
+    """Layer-0 tables of several branches, stacked for :class:`MultiBranchLightGCN`.
+
+    Equals ``torch.stack([branch(x) for branch, x in zip(branches, item_inputs)], dim=1)``
+    (values and gradients); :func:`~mmgraph.nn.functional.stack_l2_normalized` writes each
+    normalised row straight into the stack.
+
+    Shapes:
+        ``item_inputs[b]: [I, in_dim_b]`` -> ``[U + I, B, dim]``.
+    """
+    parts = [branch.parts(x) for branch, x in zip(branches, item_inputs, strict=True)]
+    return stack_l2_normalized(parts)
 
 
 class MultiBranchLightGCN(nn.Module):
