@@ -14,10 +14,10 @@ Results go to a JSON file and a Markdown table with the machine's description::
 specs (see :func:`split_datasets`). ``--set`` overrides config keys (model hyper-parameters
 or ``batch_size``) for every pair.
 
-The machine's state goes with the figures: a dense float32 matmul's GFLOP/s before and after
-the pairs, and the share of CPU time the hypervisor stole meanwhile (``machine.load`` in the
-JSON). On a shared virtual machine both drift within the hour, and a slower epoch at a slower
-probe is the machine, not the code.
+The machine's state goes with the figures: a dense float32 matmul's GFLOP/s and a 256 MiB
+copy's GB/s before and after the pairs, and the share of CPU time the hypervisor stole
+meanwhile (``machine.load`` in the JSON). On a shared virtual machine all three drift within
+the hour, and a slower epoch at a slower probe is the machine, not the code.
 
 ``--profile N`` adds torch.profiler's top operators (self time per training step, over N
 steps after the timed epochs) to each result and to the Markdown.
@@ -267,6 +267,20 @@ def matmul_gflops(device: str, size: int = 2048, repeats: int = 5) -> float:
     return round(2 * size**3 / median_seconds(lambda: a @ b, device, repeats) / 1e9, 1)
 
 
+def copy_gbps(device: str, size_mb: int = 256, repeats: int = 5) -> float:
+    """Memory throughput of copying one ``size_mb`` MiB float32 tensor into another (bytes
+    read + written per second, median of ``repeats`` after one warm-up): the yardstick for
+    the memory-bound part of a step (sparse products, element-wise passes), which a
+    neighbour's memory traffic slows down while the matmul probe does not see it."""
+    import torch
+
+    count = size_mb * 2**20 // 4
+    source = torch.randn(count, device=device)
+    target = torch.empty_like(source)
+    seconds = median_seconds(lambda: target.copy_(source), device, repeats)
+    return round(2 * 4 * count / seconds / 1e9, 1)
+
+
 def cpu_times() -> list[int] | None:
     """The machine's cumulative CPU time counters (``/proc/stat``'s ``cpu`` line), or ``None``."""
     try:
@@ -324,6 +338,11 @@ def describe_load(load: dict[str, Any]) -> str:
         f"2048² float32 matmul {load['matmul_gflops_before']:g} GFLOP/s before the pairs, "
         f"{load['matmul_gflops_after']:g} after"
     )
+    if "copy_gbps_before" in load:  # older result files lack it
+        text += (
+            f", 256 MiB copy {load['copy_gbps_before']:g} GB/s before, "
+            f"{load['copy_gbps_after']:g} after"
+        )
     steal = load.get("cpu_steal_fraction")
     return text + (f", {steal:.1%} of CPU time stolen meanwhile" if steal is not None else "")
 
@@ -442,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
 
     models = args.models.split(",") if args.models else sorted(registered_models())
     datasets = split_datasets(args.datasets)
-    gflops_before, times_before = matmul_gflops(args.device), cpu_times()
+    gflops_before, copy_before = matmul_gflops(args.device), copy_gbps(args.device)
+    times_before = cpu_times()
     results = []
     for dataset in datasets:
         ref = DATASETS.get(dataset, dataset)
@@ -466,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     info["load"] = {
         "matmul_gflops_before": gflops_before,
         "matmul_gflops_after": matmul_gflops(args.device),
+        "copy_gbps_before": copy_before,
+        "copy_gbps_after": copy_gbps(args.device),
         "cpu_steal_fraction": steal_fraction(times_before, cpu_times()),
     }
     stamp = f"{info['date']}-{args.device.replace(':', '')}" + ("-quick" if args.quick else "")

@@ -30,6 +30,7 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     assert report["machine"]["device"] == "cpu"
     load = report["machine"]["load"]
     assert load["matmul_gflops_before"] > 0 and load["matmul_gflops_after"] > 0
+    assert load["copy_gbps_before"] > 0 and load["copy_gbps_after"] > 0
     assert load["cpu_steal_fraction"] is None or 0 <= load["cpu_steal_fraction"] <= 1
     (result,) = report["results"]
     assert result["model"] == "lightgcn" and result["users"] == 9308
