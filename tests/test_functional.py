@@ -116,3 +116,5 @@ def test_stack_l2_normalized_gradcheck_and_shape_errors():
         stack_l2_normalized([[torch.ones(3, 4), torch.ones(2, 5)]])
     with pytest.raises(ValueError, match="at least one"):
         stack_l2_normalized([])
+    with pytest.raises(ValueError, match="one dtype and device"):
+        stack_l2_normalized([[torch.ones(3, 4), torch.ones(2, 4, dtype=torch.float64)]])

@@ -105,6 +105,9 @@ def stack_l2_normalized(branches: Sequence[Sequence[Tensor]], eps: float = 1e-12
     if any(len(shape) != 2 or shape[1] != shapes[0][1] for shape in shapes):
         raise ValueError(f"blocks must be [rows, d] with one d, got {[list(s) for s in shapes]}")
     flat = [block for blocks in branches for block in blocks]
+    kinds = {(block.dtype, block.device) for block in flat}
+    if len(kinds) > 1:
+        raise ValueError(f"blocks must share one dtype and device, got {sorted(map(str, kinds))}")
     return _StackL2Normalize.apply(eps, len(branches), *flat)
 
 
