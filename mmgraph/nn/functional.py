@@ -21,8 +21,15 @@ class _L2Normalize(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y: Tensor):
         y, denominator, unclamped = ctx.saved_tensors
-        radial = torch.linalg.vecdot(grad_y, y, dim=-1).unsqueeze(-1) * unclamped
-        return torch.addcmul(grad_y, y, radial, value=-1.0).div_(denominator), None
+        return _l2_normalize_backward(grad_y, y, denominator, unclamped), None
+
+
+def _l2_normalize_backward(
+    grad_y: Tensor, y: Tensor, denominator: Tensor, unclamped: Tensor
+) -> Tensor:
+    """``(g - y <g, y>) / |x|`` per row, ``g / eps`` where the norm was clamped."""
+    radial = torch.linalg.vecdot(grad_y, y, dim=-1).unsqueeze(-1) * unclamped
+    return torch.addcmul(grad_y, y, radial, value=-1.0).div_(denominator)
 
 
 def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
@@ -74,8 +81,7 @@ class _StackL2Normalize(torch.autograd.Function):
             branch, part = divmod(index, per_branch)
             rows = slice(sum(sizes[:part]), sum(sizes[: part + 1]))
             y, grad_y = out[rows, branch], grad_out[rows, branch]
-            radial = torch.linalg.vecdot(grad_y, y, dim=-1).unsqueeze(-1) * kept
-            grads.append(torch.addcmul(grad_y, y, radial, value=-1.0).div_(denominator))
+            grads.append(_l2_normalize_backward(grad_y, y, denominator, kept))
         return None, None, *grads
 
 
