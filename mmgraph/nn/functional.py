@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -11,17 +12,22 @@ from torch import Tensor
 class _L2Normalize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, eps: float) -> Tensor:
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-        denominator = norm.clamp_min(eps)
+        denominator, unclamped = _l2_denominator(x, eps)
         y = x / denominator
-        # Rows whose norm was clamped are a constant scaling: no gradient through the norm.
-        ctx.save_for_backward(y, denominator, norm > eps)
+        ctx.save_for_backward(y, denominator, unclamped)
         return y
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
         y, denominator, unclamped = ctx.saved_tensors
         return _l2_normalize_backward(grad_y, y, denominator, unclamped), None
+
+
+def _l2_denominator(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """``max(|x|, eps)`` per row ``[..., 1]`` and whether the norm exceeded ``eps`` (rows whose
+    norm was clamped are a constant scaling: no gradient through the norm)."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    return norm.clamp_min(eps), norm > eps
 
 
 def _l2_normalize_backward(
@@ -52,19 +58,18 @@ class _StackL2Normalize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, eps: float, num_branches: int, *blocks: Tensor) -> Tensor:
         per_branch = len(blocks) // num_branches
-        sizes = [block.size(0) for block in blocks[:per_branch]]
-        first = blocks[0]
-        out = first.new_empty(sum(sizes), num_branches, first.size(-1))
+        # rows[k]: where block k of every branch goes in the stack
+        starts = [0, *itertools.accumulate(block.size(0) for block in blocks[:per_branch])]
+        rows = [slice(start, end) for start, end in itertools.pairwise(starts)]
+        out = blocks[0].new_empty(starts[-1], num_branches, blocks[0].size(-1))
         denominators, unclamped = [], []
         for index, block in enumerate(blocks):
-            norm = torch.linalg.vector_norm(block, dim=-1, keepdim=True)
-            denominator = norm.clamp_min(eps)
+            denominator, kept = _l2_denominator(block, eps)
             branch, part = divmod(index, per_branch)
-            start = sum(sizes[:part])
-            torch.div(block, denominator, out=out[start : start + sizes[part], branch])
+            torch.div(block, denominator, out=out[rows[part], branch])
             denominators.append(denominator)
-            unclamped.append(norm > eps)
-        ctx.sizes = sizes
+            unclamped.append(kept)
+        ctx.rows = rows
         ctx.save_for_backward(out, *denominators, *unclamped)
         return out
 
@@ -72,15 +77,14 @@ class _StackL2Normalize(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         out, *saved = ctx.saved_tensors
         denominators, unclamped = saved[: len(saved) // 2], saved[len(saved) // 2 :]
-        sizes, per_branch = ctx.sizes, len(ctx.sizes)
+        rows = ctx.rows
         grads = []
         for index, (denominator, kept) in enumerate(zip(denominators, unclamped, strict=True)):
             if not ctx.needs_input_grad[2 + index]:
                 grads.append(None)
                 continue
-            branch, part = divmod(index, per_branch)
-            rows = slice(sum(sizes[:part]), sum(sizes[: part + 1]))
-            y, grad_y = out[rows, branch], grad_out[rows, branch]
+            branch, part = divmod(index, len(rows))
+            y, grad_y = out[rows[part], branch], grad_out[rows[part], branch]
             grads.append(_l2_normalize_backward(grad_y, y, denominator, kept))
         return None, None, *grads
 
