@@ -9,27 +9,31 @@ and reports its peak memory (CPU RSS of the whole process, features included;
     python -m benchmarks.knn --quick                                     # smoke run (tests)
 
 With ``--max-rows R`` only the neighbours of the first ``R`` items are searched (each against
-all items, with the same similarity block as the full build), then the edge list of all
+all items, with the same similarity blocks as the full build), then the edge list of all
 items is assembled as in the full build; the time of the search is extrapolated linearly to
 all rows (every row costs the same). Peak memory is reached within the first block and in
-the assembly, so the partial run measures the full build's peak. Writes JSON and Markdown.
+the assembly, so the partial run measures the full build's peak. The measuring process
+uses the allocator settings of ``mmgraph train``, which builds the graph in the training
+process (:mod:`mmgraph.allocator`). Writes JSON and Markdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.speed import REPO, describe_machine, machine_info, write_report
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from benchmarks.speed import (
+    REPO,
+    describe_machine,
+    machine_info,
+    peak_rss_mb,
+    write_report,
+)
+from mmgraph.allocator import request_huge_pages
 
 
 def measure(
@@ -38,15 +42,18 @@ def measure(
     """Build (part of) the graph and return the measurements."""
     import torch
 
-    from mmgraph.data.knn import SIMILARITY_BLOCK_ENTRIES, knn_neighbours, neighbour_edges
+    from mmgraph.allocator import retain_freed_memory
+    from mmgraph.data.knn import knn_neighbours, neighbour_edges, similarity_block_shape
 
+    retain_freed_memory()  # as mmgraph train does (fit_run)
     generator = torch.Generator().manual_seed(seed)
     features = torch.randn(items, dim, generator=generator).to(device)
-    rss_inputs = _rss_mb()
+    rss_inputs = peak_rss_mb()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
     rows = items if max_rows is None else min(max_rows, items)
+    block_rows, tile_items = similarity_block_shape(items)
     begin = time.perf_counter()
     searched = knn_neighbours(features, k, stop=rows)
     if device.startswith("cuda"):
@@ -63,13 +70,14 @@ def measure(
         "dim": dim,
         "k": k,
         "rows_searched": rows,
-        "block_rows": max(1, SIMILARITY_BLOCK_ENTRIES // items),
+        "block_rows": block_rows,  # knn_neighbours' default block: queries x a tile of items
+        "tile_items": tile_items,
         "search_seconds": search_seconds,
         "build_seconds_estimated": search_seconds * items / rows + assemble_seconds,
         "edges": int(weight.numel()),
         "features_mb": features.numel() * 4 / 2**20,
         "rss_after_inputs_mb": rss_inputs,
-        "peak_cpu_rss_mb": _rss_mb(),
+        "peak_cpu_rss_mb": peak_rss_mb(),
     }
     if device.startswith("cuda"):
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -80,13 +88,15 @@ def markdown(info: dict[str, Any], results: list[dict[str, Any]], command: str) 
     lines = [
         f"Measured {describe_machine(info)}; `{command}`.",
         "",
-        "| items × dim | k | rows searched | s (searched rows) | s full build (est.) "
-        "| peak RSS MB (features MB) |" + (" peak GPU MB |" if "gpu" in info else ""),
-        "|---|---|---|---|---|---|" + ("---|" if "gpu" in info else ""),
+        "| items × dim | k | block (queries × items) | rows searched | s (searched rows) "
+        "| s full build (est.) | peak RSS MB (features MB) |"
+        + (" peak GPU MB |" if "gpu" in info else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if "gpu" in info else ""),
     ]
     for r in results:
+        block = f"{r['block_rows']:,} × {r['tile_items']:,}" if "tile_items" in r else "–"
         row = (
-            f"| {r['items']:,} × {r['dim']} | {r['k']} | {r['rows_searched']:,} "
+            f"| {r['items']:,} × {r['dim']} | {r['k']} | {block} | {r['rows_searched']:,} "
             f"| {r['search_seconds']:.1f} | {r['build_seconds_estimated']:,.0f} "
             f"| {r['peak_cpu_rss_mb']:,.0f} ({r['features_mb']:,.0f}) |"
         )
@@ -97,6 +107,7 @@ def markdown(info: dict[str, Any], results: list[dict[str, Any]], command: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    request_huge_pages()  # as the mmgraph command does; before torch is imported
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)

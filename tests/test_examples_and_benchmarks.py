@@ -96,7 +96,8 @@ def test_knn_benchmark_quick_run_measures_a_partial_build(tmp_path):
     assert result["edges"] == 2000 * 10
     assert result["build_seconds_estimated"] >= result["search_seconds"] * 4
     assert result["peak_cpu_rss_mb"] >= result["rss_after_inputs_mb"] > 0
-    assert "| 2,000 × 32 | 10 | 500 |" in out.with_suffix(".md").read_text()
+    assert (result["block_rows"], result["tile_items"]) == (2000, 2000)  # one block of full rows
+    assert "| 2,000 × 32 | 10 | 2,000 × 2,000 | 500 |" in out.with_suffix(".md").read_text()
 
 
 def test_propagation_benchmark_compares_backends_that_agree(tmp_path):

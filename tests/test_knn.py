@@ -196,6 +196,62 @@ def test_default_cache_dir_follows_the_environment_and_survives_a_corrupt_file(
     assert torch.load(path, weights_only=True)["mmgraph_format"] == KNN_FORMAT
 
 
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize(("chunk_size", "block_entries"), [(3, 18), (7, 14), (5, 5), (23, 23)])
+def test_tiled_blocks_equal_the_dense_brute_force(include_self, chunk_size, block_entries):
+    # Tiles of 6, 2, 1 and 1 items: narrower than k too, and the last tile a remainder.
+    features = torch.randn(23, 5, generator=torch.Generator().manual_seed(chunk_size))
+    k = 4
+    neighbours = knn_neighbours(
+        features, k, include_self=include_self, chunk_size=chunk_size, block_entries=block_entries
+    )
+    sim = brute_force_similarity(features, include_self)
+    assert torch.equal(neighbours, sim.topk(k, dim=1).indices)  # also by decreasing similarity
+    assert torch.equal(neighbours, knn_neighbours(features, k, include_self=include_self))
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_tiled_blocks_with_ties_select_a_valid_top_k(include_self):
+    gen = torch.Generator().manual_seed(1)
+    features = torch.randint(0, 2, (30, 3), generator=gen).float()  # many equal rows/cosines
+    features[4] = 0.0
+    k = 5
+    neighbours = knn_neighbours(
+        features, k, include_self=include_self, chunk_size=4, block_entries=28
+    )
+    sim = brute_force_similarity(features, include_self)
+    for item in range(30):
+        chosen = neighbours[item]
+        assert chosen.unique().numel() == k
+        assert (item in chosen.tolist()) == include_self
+        assert torch.equal(sim[item, chosen], sim[item].topk(k).values)
+
+
+def test_default_blocks_tile_the_items_only_beyond_the_minimum_rows(monkeypatch):
+    import mmgraph.data.knn as knn
+
+    features = torch.randn(40, 6, generator=torch.Generator().manual_seed(4))
+    expected = brute_force_similarity(features, True).topk(3, dim=1).indices
+    tiles = []
+    topk = torch.topk
+
+    def recording_topk(x, *args, **kwargs):
+        tiles.append(x.shape)
+        return topk(x, *args, **kwargs)
+
+    monkeypatch.setattr(knn, "MIN_BLOCK_ROWS", 8)
+    monkeypatch.setattr(torch, "topk", recording_topk)
+    # 400 entries: 10 full rows >= 8 per block, one tile of all 40 items.
+    assert torch.equal(knn_neighbours(features, 3, block_entries=400), expected)
+    assert tiles == [(10, 40)] * 4
+    tiles.clear()
+    # 160 entries: 4 full rows < 8, so blocks of 8 queries x tiles of 20 items (+ the merge).
+    assert torch.equal(knn_neighbours(features, 3, block_entries=160), expected)
+    assert tiles == [(8, 20), (8, 20), (8, 6)] * 5
+    with pytest.raises(ValueError, match="block_entries"):
+        knn_neighbours(features, 3, block_entries=0)
+
+
 def test_neighbours_of_a_row_range_equal_those_rows_of_the_full_build():
     features = torch.randn(50, 7, generator=torch.Generator().manual_seed(3))
     full = knn_neighbours(features, 5, chunk_size=8)

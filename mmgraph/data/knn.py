@@ -48,6 +48,7 @@ __all__ = [
     "knn_neighbours",
     "modality_knn_graphs",
     "neighbour_edges",
+    "similarity_block_shape",
 ]
 
 #: format of the cached files; part of the cache key, so bumping it invalidates old files.
@@ -56,6 +57,12 @@ KNN_FORMAT = "mmgraph-knn/2"
 CACHE_ENV = "MMGRAPH_CACHE"
 #: entries of one block of the similarity matrix in :func:`knn_graph` (float32: 256 MB).
 SIMILARITY_BLOCK_ENTRIES = 1 << 26
+#: fewest query rows of a default block. A block of full similarity rows holds
+#: ``SIMILARITY_BLOCK_ENTRIES // I`` queries: 67 at a million items, where the product reads
+#: every item's features for only 67 rows (39 GFLOP/s on the 2-core CPU). Beyond 32,768 items
+#: a block is 2,048 queries against one tile of items at a time (78 GFLOP/s), and the
+#: neighbours are the top ``k`` of the tiles' top ``k``.
+MIN_BLOCK_ROWS = 2048
 #: MENTOR's (and FREEDOM's) fusion of an image and a text graph (``mm_image_weight = 0.1``).
 IMAGE_TEXT_WEIGHTS = {"image": 0.1, "text": 0.9}
 
@@ -82,9 +89,9 @@ def knn_graph(
 ) -> tuple[Tensor, Tensor]:
     r"""Cosine top-``k`` neighbours of every item, with MENTOR's normalisation.
 
-    Rows of the cosine-similarity matrix are computed ``chunk_size`` at a time, so no dense
-    ``I x I`` matrix ever exists: memory is ``O(I·k + chunk_size·I)``; the default chunk
-    keeps one block at :data:`SIMILARITY_BLOCK_ENTRIES` floats (256 MB) whatever ``I``. With the binary kNN
+    The cosine-similarity matrix is computed one block at a time (:func:`knn_neighbours`), so
+    no dense ``I x I`` matrix ever exists: memory is ``O(I·k)`` plus one block of at most
+    :data:`SIMILARITY_BLOCK_ENTRIES` floats (256 MB) whatever ``I``. With the binary kNN
     adjacency :math:`A` (``A[i, j] = 1`` for ``j`` among the neighbours of ``i``) and its row
     sums :math:`r`, the edge weights are those of
 
@@ -104,8 +111,7 @@ def knn_graph(
             top-k runs over the full similarity row, whose maximum is the item itself). Here
             the self-edge is guaranteed, also when a duplicate or all-zero row ties with it.
             ``False`` excludes it.
-        chunk_size: similarity rows computed at once (``None``: as many as fit in
-            :data:`SIMILARITY_BLOCK_ENTRIES`).
+        chunk_size: query rows per similarity block (``None``: see :func:`knn_neighbours`).
 
     Returns:
         ``(edge_index [2, I·k], edge_weight [I·k])``: source = neighbour, target = item, sorted
@@ -139,21 +145,27 @@ def knn_neighbours(
     chunk_size: int | None = None,
     start: int = 0,
     stop: int | None = None,
+    block_entries: int = SIMILARITY_BLOCK_ENTRIES,
 ) -> Tensor:
     """The ``k`` most cosine-similar items of items ``start .. stop - 1`` (see :func:`knn_graph`).
 
-    Beyond the input, memory is one ``[chunk_size, I]`` similarity block plus the result: no
-    normalised copy of the features is made (a row's ranking does not depend on its own norm,
-    so each block is only divided by the *other* items' norms).
+    Beyond the input, memory is one similarity block of at most ``block_entries`` floats
+    (``chunk_size`` query rows against a tile of ``block_entries // chunk_size`` items, all
+    items when they fit) plus the result: no normalised copy of the features is made (a row's
+    ranking does not depend on its own norm, so each block is only divided by the *other*
+    items' norms). With several tiles, a query's neighbours are the top ``k`` of the union
+    of every tile's top ``k``, which contains the row's top ``k``.
 
     Args:
         features: ``[I, d]`` item features.
         k: neighbours per item, ``1 <= k < I``.
         include_self: see :func:`knn_graph`.
-        chunk_size: similarity rows computed at once (``None``: as many as fit in
-            :data:`SIMILARITY_BLOCK_ENTRIES`).
+        chunk_size: query rows per block (``None``: as many as fit in ``block_entries``
+            with all items, but at least :data:`MIN_BLOCK_ROWS`).
         start, stop: the query items (default all); a part of a large build can be computed
             (or measured) on its own.
+        block_entries: similarity entries computed at once (default
+            :data:`SIMILARITY_BLOCK_ENTRIES`).
 
     Returns:
         ``[stop - start, k]`` neighbour ids per query item, by decreasing similarity.
@@ -169,10 +181,7 @@ def knn_neighbours(
             f"kNN graph needs 1 <= k < num_items, got k={k} for {num_items} items; "
             "choose a smaller knn_k"
         )
-    if chunk_size is None:
-        chunk_size = max(1, SIMILARITY_BLOCK_ENTRIES // num_items)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk_size, tile = similarity_block_shape(num_items, chunk_size, block_entries)
     stop = num_items if stop is None else stop
     if not 0 <= start <= stop <= num_items:
         raise ValueError(f"need 0 <= start <= stop <= {num_items}, got {start}, {stop}")
@@ -186,12 +195,40 @@ def knn_neighbours(
     fill = torch.inf if include_self else -torch.inf
     for first in range(start, stop, chunk_size):
         last = min(first + chunk_size, stop)
-        sim = features[first:last] @ features.T  # [chunk, I]
-        sim.mul_(inv_norms)  # cosine times |x_i|, a positive factor of the row: same ranking
-        local = torch.arange(last - first, device=features.device)
-        sim[local, local + first] = fill
-        neighbours[first - start : last - start] = torch.topk(sim, k, dim=1).indices
+        queries = torch.arange(first, last, device=features.device)
+        values, indices = [], []
+        for low in range(0, num_items, tile):
+            high = min(low + tile, num_items)
+            sim = features[first:last] @ features[low:high].T  # [chunk, tile]
+            sim.mul_(inv_norms[low:high])  # cosine times |x_i|, a positive factor of the row
+            own = (queries >= low) & (queries < high)
+            sim[own.nonzero().squeeze(1), queries[own] - low] = fill
+            top = torch.topk(sim, min(k, high - low), dim=1)
+            values.append(top.values)
+            indices.append(top.indices.add_(low))
+        if len(indices) > 1:
+            best = torch.topk(torch.cat(values, dim=1), k, dim=1).indices
+            indices = [torch.cat(indices, dim=1).gather(1, best)]
+        neighbours[first - start : last - start] = indices[0]
     return neighbours
+
+
+def similarity_block_shape(
+    num_items: int, chunk_size: int | None = None, block_entries: int = SIMILARITY_BLOCK_ENTRIES
+) -> tuple[int, int]:
+    """``(query rows, items per tile)`` of :func:`knn_neighbours`' similarity blocks.
+
+    ``chunk_size`` rows (``None``: as many full rows of ``num_items`` as fit in
+    ``block_entries``, but at least :data:`MIN_BLOCK_ROWS` and at most ``num_items``) against
+    tiles of as many items as then fit (all ``num_items`` when they do).
+    """
+    if block_entries < 1:
+        raise ValueError(f"block_entries must be >= 1, got {block_entries}")
+    if chunk_size is None:
+        chunk_size = max(1, min(num_items, max(block_entries // num_items, MIN_BLOCK_ROWS)))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return chunk_size, min(num_items, max(1, block_entries // chunk_size))
 
 
 def _symmetric_row_normalisation(edge_index: Tensor, num_items: int) -> Tensor:
@@ -311,7 +348,7 @@ def modality_knn_graphs(
         dataset: a dataset with at least one modality.
         k: neighbours per item.
         include_self: see :func:`knn_graph`.
-        chunk_size: similarity rows computed at once (see :func:`knn_graph`).
+        chunk_size: query rows per similarity block (see :func:`knn_neighbours`).
         cache_dir: folder of the disk cache; default :func:`default_cache_dir`; ``None``
             disables the disk cache (the in-memory cache on the dataset stays).
 
