@@ -14,7 +14,8 @@ items is assembled as in the full build; the time of the search is extrapolated 
 all rows (every row costs the same). Peak memory is reached within the first block and in
 the assembly, so the partial run measures the full build's peak. The measuring process
 uses the allocator settings of ``mmgraph train``, which builds the graph in the training
-process (:mod:`mmgraph.allocator`). Writes JSON and Markdown.
+process (:mod:`mmgraph.allocator`). Writes JSON and Markdown, with the machine's state
+(the speed suite's probes before and after, ``machine.load``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from benchmarks.speed import (
     REPO,
+    MachineLoad,
     describe_machine,
     machine_info,
     peak_rss_mb,
@@ -131,9 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     child += ["--dim", str(args.dim), "--k", str(args.k), "--device", args.device]
     if args.max_rows is not None:
         child += ["--max-rows", str(args.max_rows)]
+    load = MachineLoad(args.device)
     output = subprocess.run(child, cwd=REPO, check=True, capture_output=True, text=True)
     result = json.loads(output.stdout.strip().splitlines()[-1])
     info = machine_info(args.device)
+    info["load"] = load.finish()
     device_tag = "gpu" if args.device.startswith("cuda") else "cpu"
     out = Path(
         args.out or REPO / "benchmarks" / "results" / f"knn-{info['date']}-{device_tag}.json"

@@ -15,7 +15,7 @@ specs (see :func:`split_datasets`). ``--set`` overrides config keys (model hyper
 or ``batch_size``) for every pair.
 
 The machine's state goes with the figures: a dense float32 matmul's GFLOP/s and a 256 MiB
-copy's GB/s before and after the pairs, and the share of CPU time the hypervisor stole
+copy's GB/s before and after the runs, and the share of CPU time the hypervisor stole
 meanwhile (``machine.load`` in the JSON). On a shared virtual machine all three drift within
 the hour, and a slower epoch at a slower probe is the machine, not the code.
 
@@ -295,6 +295,26 @@ def copy_gbps(device: str, size_mb: int = 256, repeats: int = 5) -> float:
     return round(2 * 4 * count / seconds / 1e9, 1)
 
 
+class MachineLoad:
+    """The machine's state across a measurement, for ``machine.load``: the matmul and copy
+    probes when created and at :meth:`finish`, and the share of CPU time stolen between."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.matmul_before, self.copy_before = matmul_gflops(device), copy_gbps(device)
+        self.times_before = cpu_times()
+
+    def finish(self) -> dict[str, Any]:
+        """Probe again; the ``machine.load`` record."""
+        return {
+            "matmul_gflops_before": self.matmul_before,
+            "matmul_gflops_after": matmul_gflops(self.device),
+            "copy_gbps_before": self.copy_before,
+            "copy_gbps_after": copy_gbps(self.device),
+            "cpu_steal_fraction": steal_fraction(self.times_before, cpu_times()),
+        }
+
+
 def cpu_times() -> list[int] | None:
     """The machine's cumulative CPU time counters (``/proc/stat``'s ``cpu`` line), or ``None``."""
     try:
@@ -349,7 +369,7 @@ def describe_machine(info: dict[str, Any]) -> str:
 def describe_load(load: dict[str, Any]) -> str:
     """The ``machine.load`` record of a run as a phrase (matmul speed, stolen CPU time)."""
     text = (
-        f"2048² float32 matmul {load['matmul_gflops_before']:g} GFLOP/s before the pairs, "
+        f"2048² float32 matmul {load['matmul_gflops_before']:g} GFLOP/s before the runs, "
         f"{load['matmul_gflops_after']:g} after"
     )
     if "copy_gbps_before" in load:  # older result files lack it
@@ -475,8 +495,7 @@ def main(argv: list[str] | None = None) -> int:
 
     models = args.models.split(",") if args.models else sorted(registered_models())
     datasets = split_datasets(args.datasets)
-    gflops_before, copy_before = matmul_gflops(args.device), copy_gbps(args.device)
-    times_before = cpu_times()
+    load = MachineLoad(args.device)
     results = []
     for dataset in datasets:
         ref = DATASETS.get(dataset, dataset)
@@ -497,13 +516,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), file=sys.stderr)
     info = machine_info(args.device)
-    info["load"] = {
-        "matmul_gflops_before": gflops_before,
-        "matmul_gflops_after": matmul_gflops(args.device),
-        "copy_gbps_before": copy_before,
-        "copy_gbps_after": copy_gbps(args.device),
-        "cpu_steal_fraction": steal_fraction(times_before, cpu_times()),
-    }
+    info["load"] = load.finish()
     stamp = f"{info['date']}-{args.device.replace(':', '')}" + ("-quick" if args.quick else "")
     out = Path(args.out or REPO / "benchmarks" / "results" / f"speed-{stamp}.json")
     table = markdown(info, results)

@@ -43,7 +43,7 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     assert "aten::_sparse_mm_reduce_impl" in ops
     table = out.with_suffix(".md").read_text()
     assert "| lightgcn | tiktok |" in table and "(torch.profiler, 2 training steps)" in table
-    assert "GFLOP/s before the pairs" in table
+    assert "GFLOP/s before the runs" in table
     commit = report["machine"]["commit"]  # the checkout's, or None outside git
     assert commit is None or (commit.removesuffix("-dirty").isalnum() and commit in table)
 
@@ -91,7 +91,9 @@ def test_speed_suite_on_a_synthetic_spec_with_overrides(tmp_path):
 def test_knn_benchmark_quick_run_measures_a_partial_build(tmp_path):
     out = tmp_path / "knn.json"
     run_in_repo("-m", "benchmarks.knn", "--quick", "--out", str(out))
-    (result,) = json.loads(out.read_text())["results"]
+    report = json.loads(out.read_text())
+    assert report["machine"]["load"]["matmul_gflops_after"] > 0  # the machine's state goes along
+    (result,) = report["results"]
     assert (result["items"], result["dim"], result["rows_searched"]) == (2000, 32, 500)
     assert result["edges"] == 2000 * 10
     assert result["build_seconds_estimated"] >= result["search_seconds"] * 4
