@@ -149,9 +149,9 @@ def knn_neighbours(
 ) -> Tensor:
     """The ``k`` most cosine-similar items of items ``start .. stop - 1`` (see :func:`knn_graph`).
 
-    Beyond the input, memory is one similarity block of at most ``block_entries`` floats
-    (``chunk_size`` query rows against a tile of ``block_entries // chunk_size`` items, all
-    items when they fit) plus the result: no normalised copy of the features is made (a row's
+    Beyond the input, memory is one similarity block, ``chunk_size`` query rows against a tile
+    of ``block_entries // chunk_size`` items (all items when they fit, at least one), plus the
+    result: no normalised copy of the features is made (a row's
     ranking does not depend on its own norm, so each block is only divided by the *other*
     items' norms). With several tiles, a query's neighbours are the top ``k`` of the union
     of every tile's top ``k``, which contains the row's top ``k``.
@@ -206,6 +206,7 @@ def knn_neighbours(
             top = torch.topk(sim, min(k, high - low), dim=1)
             values.append(top.values)
             indices.append(top.indices.add_(low))
+            del sim  # before the next block is allocated: one block in memory, not two
         if len(indices) > 1:
             best = torch.topk(torch.cat(values, dim=1), k, dim=1).indices
             indices = [torch.cat(indices, dim=1).gather(1, best)]
