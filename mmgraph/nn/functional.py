@@ -140,8 +140,9 @@ class _CosineSimilarity(torch.autograd.Function):
         cross = (grad / (denominator_a * denominator_b)).unsqueeze(-1)
         radial_a = (grad * cosine * unclamped_a / denominator_a.square()).unsqueeze(-1)
         radial_b = (grad * cosine * unclamped_b / denominator_b.square()).unsqueeze(-1)
-        grad_a = torch.addcmul(b * cross, a, radial_a, value=-1.0)
-        grad_b = torch.addcmul(a * cross, b, radial_b, value=-1.0)
+        # In place on the products: one [..., d] buffer per gradient at a time, not two.
+        grad_a = (b * cross).addcmul_(a, radial_a, value=-1.0)
+        grad_b = (a * cross).addcmul_(b, radial_b, value=-1.0)
         return grad_a, grad_b, None
 
 
