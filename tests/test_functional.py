@@ -2,7 +2,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmgraph.nn.functional import cosine_similarity, l2_normalize, stack_l2_normalized
+import mmgraph.nn.functional as mmgraph_functional
+from mmgraph.nn.functional import (
+    bpr_scores,
+    cosine_similarity,
+    l2_normalize,
+    stack_l2_normalized,
+)
 
 
 def test_l2_normalize_values_equal_the_formula():
@@ -118,3 +124,61 @@ def test_stack_l2_normalized_gradcheck_and_shape_errors():
         stack_l2_normalized([])
     with pytest.raises(ValueError, match="one dtype and device"):
         stack_l2_normalized([[torch.ones(3, 4), torch.ones(2, 4, dtype=torch.float64)]])
+
+
+def _triples(num_users, num_items, batch, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, n, (batch,), generator=gen) for n in (num_users, num_items, num_items)]
+
+
+@pytest.mark.parametrize("block_rows", [1 << 16, 7])  # one block, and blocks with a remainder
+def test_bpr_scores_equal_the_gathered_dot_products_values_and_gradients(monkeypatch, block_rows):
+    monkeypatch.setattr(mmgraph_functional, "BPR_SCORE_ROWS", block_rows)
+    users, pos, neg = _triples(9, 6, 40, seed=0)  # many repeated users and items
+    user_emb, item_emb = torch.randn(9, 5), torch.randn(6, 5)
+    w_pos, w_neg = torch.randn(40), torch.randn(40)
+    leaves = [t.clone().requires_grad_(True) for t in (user_emb, item_emb, user_emb, item_emb)]
+    u = leaves[0][users]
+    expected = ((u * leaves[1][pos]).sum(-1), (u * leaves[1][neg]).sum(-1))
+    (expected[0] * w_pos + expected[1] * w_neg).sum().backward()
+    got = bpr_scores(leaves[2], leaves[3], users, pos, neg)
+    (got[0] * w_pos + got[1] * w_neg).sum().backward()
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    # The same gathers and scatters in the same order: equal to the last bit.
+    assert torch.equal(leaves[2].grad, leaves[0].grad)
+    assert torch.equal(leaves[3].grad, leaves[1].grad)
+    # by hand: d/de_u = w+ e_i+ + w- e_i-, d/de_i+ = w+ e_u, d/de_i- = w- e_u, summed per id
+    grad_u = torch.zeros(9, 5).index_add_(
+        0, users, w_pos[:, None] * item_emb[pos] + w_neg[:, None] * item_emb[neg]
+    )
+    grad_i = torch.zeros(6, 5).index_add_(0, pos, w_pos[:, None] * user_emb[users])
+    grad_i.index_add_(0, neg, w_neg[:, None] * user_emb[users])
+    assert torch.allclose(leaves[2].grad, grad_u, atol=1e-5)
+    assert torch.allclose(leaves[3].grad, grad_i, atol=1e-5)
+
+
+def test_bpr_scores_gradcheck_one_used_output_and_a_frozen_table(monkeypatch):
+    monkeypatch.setattr(mmgraph_functional, "BPR_SCORE_ROWS", 4)
+    users, pos, neg = _triples(5, 4, 11, seed=1)
+    user_emb = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    item_emb = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: bpr_scores(a, b, users, pos, neg), (user_emb, item_emb)
+    )
+    bpr_scores(user_emb, item_emb, users, pos, neg)[1].sum().backward()  # positives unused
+    expected = torch.zeros(4, 3, dtype=torch.float64).index_add_(0, neg, user_emb[users].detach())
+    assert torch.allclose(item_emb.grad, expected)
+    frozen = item_emb.detach()
+    user_emb.grad = None
+    bpr_scores(user_emb, frozen, users, pos, neg)[0].sum().backward()
+    assert torch.allclose(
+        user_emb.grad, torch.zeros(5, 3, dtype=torch.float64).index_add_(0, users, frozen[pos])
+    )
+
+
+def test_bpr_scores_reject_mismatched_shapes():
+    users, pos, neg = _triples(5, 4, 6, seed=2)
+    with pytest.raises(ValueError, match="index vectors of one length"):
+        bpr_scores(torch.randn(5, 3), torch.randn(4, 3), users, pos, neg[:5])
+    with pytest.raises(ValueError, match=r"user_emb \[U, d\]"):
+        bpr_scores(torch.randn(5, 3), torch.randn(4, 2), users, pos, neg)

@@ -9,6 +9,7 @@ from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.nn.conv import LightGCNEncoder
+from mmgraph.nn.functional import bpr_scores
 from mmgraph.nn.losses import bpr_loss, embedding_l2
 
 
@@ -56,12 +57,11 @@ class LightGCN(Recommender):
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         user_emb, item_emb = self()
-        u = user_emb[batch.users]
-        pos, neg = item_emb[batch.pos_items], item_emb[batch.neg_items]
+        scores = bpr_scores(user_emb, item_emb, batch.users, batch.pos_items, batch.neg_items)
         ego_u = self.embedding.weight[batch.users]
         ego_pos = self.embedding.weight[self.num_users + batch.pos_items]
         ego_neg = self.embedding.weight[self.num_users + batch.neg_items]
         return {
-            "loss_bpr": bpr_loss((u * pos).sum(-1), (u * neg).sum(-1)),
+            "loss_bpr": bpr_loss(*scores),
             "loss_reg": self.reg_weight * embedding_l2(ego_u, ego_pos, ego_neg),
         }

@@ -24,6 +24,7 @@ from mmgraph.nn.encoders import (
     UserItemInput,
     stack_user_item_inputs,
 )
+from mmgraph.nn.functional import bpr_scores
 from mmgraph.nn.losses import bpr_loss
 from mmgraph.nn.masking import FeatureMaskingLoss
 from mmgraph.nn.sparse import csr_transpose
@@ -313,10 +314,8 @@ class MENTOR(Recommender):
         user_groups, item_groups = users.split(sizes, dim=1), items.split(sizes, dim=1)
         user_r, item_r = self.fusion(user_groups[0], item_groups[0])
 
-        u = user_r[batch.users]
-        pos_scores = (u * item_r[batch.pos_items]).sum(-1)
-        neg_scores = (u * item_r[batch.neg_items]).sum(-1)
-        loss_bpr = bpr_loss(pos_scores, neg_scores)
+        scores = bpr_scores(user_r, item_r, batch.users, batch.pos_items, batch.neg_items)
+        loss_bpr = bpr_loss(*scores)
         preferences = sum(
             branch.preference[batch.users].pow(2).mean() for branch in self.modal_inputs
         )

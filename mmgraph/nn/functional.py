@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 
 class _L2Normalize(torch.autograd.Function):
@@ -162,3 +163,90 @@ def cosine_similarity(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
     if a.shape != b.shape:
         a, b = torch.broadcast_tensors(a, b)
     return _CosineSimilarity.apply(a, b, eps)
+
+
+#: batch rows per step of :func:`bpr_scores` (forward and backward): at a million-interaction
+#: batch of 128-d views, three gathered ``[rows, d]`` tables of 32 MB instead of 512 MB.
+BPR_SCORE_ROWS = 1 << 16
+
+
+class _BPRScores(torch.autograd.Function):
+    # ``item_emb`` comes in twice, once per gather (negatives first), so that autograd adds
+    # the two scatters to its gradient one after the other, as it does for two gathers: the
+    # same float sums as ``item_emb[neg_items]`` and ``item_emb[pos_items]``, bit for bit.
+    @staticmethod
+    def forward(
+        ctx,
+        user_emb: Tensor,
+        item_emb_neg: Tensor,
+        item_emb_pos: Tensor,
+        users: Tensor,
+        pos: Tensor,
+        neg: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        pos_scores = user_emb.new_empty(users.shape)
+        neg_scores = user_emb.new_empty(users.shape)
+        for rows in _row_chunks(users.numel()):
+            u = user_emb[users[rows]]
+            pos_scores[rows] = (u * item_emb_pos[pos[rows]]).sum(-1)
+            neg_scores[rows] = (u * item_emb_neg[neg[rows]]).sum(-1)
+        ctx.save_for_backward(user_emb, item_emb_pos, users, pos, neg)
+        return pos_scores, neg_scores
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_pos: Tensor | None, grad_neg: Tensor | None):
+        user_emb, item_emb, users, pos, neg = ctx.saved_tensors
+        grad_pos = torch.zeros_like(users, dtype=user_emb.dtype) if grad_pos is None else grad_pos
+        grad_neg = torch.zeros_like(users, dtype=user_emb.dtype) if grad_neg is None else grad_neg
+        need_users, need_neg, need_pos = ctx.needs_input_grad[:3]
+        # One accumulating scatter per gather, as autograd's graph of the gathers has.
+        grad_user = torch.zeros_like(user_emb) if need_users else None
+        grad_item_neg = torch.zeros_like(item_emb) if need_neg else None
+        grad_item_pos = torch.zeros_like(item_emb) if need_pos else None
+        for rows in _row_chunks(users.numel()):
+            u, p, n = users[rows], pos[rows], neg[rows]
+            g_pos, g_neg = grad_pos[rows].unsqueeze(-1), grad_neg[rows].unsqueeze(-1)
+            if need_users:
+                grad_u = g_neg * item_emb[n] + g_pos * item_emb[p]
+                grad_user.index_put_((u,), grad_u, accumulate=True)
+            if need_neg or need_pos:
+                user_rows = user_emb[u]
+            if need_neg:
+                grad_item_neg.index_put_((n,), g_neg * user_rows, accumulate=True)
+            if need_pos:
+                grad_item_pos.index_put_((p,), g_pos * user_rows, accumulate=True)
+        return grad_user, grad_item_neg, grad_item_pos, None, None, None
+
+
+def _row_chunks(count: int) -> list[slice]:
+    return [slice(start, start + BPR_SCORE_ROWS) for start in range(0, count, BPR_SCORE_ROWS)]
+
+
+def bpr_scores(
+    user_emb: Tensor, item_emb: Tensor, users: Tensor, pos_items: Tensor, neg_items: Tensor
+) -> tuple[Tensor, Tensor]:
+    r"""BPR's scores :math:`\langle e_u, e_{i^+} \rangle` and :math:`\langle e_u, e_{i^-}
+    \rangle` of a batch of triples, without keeping the gathered rows for the backward pass.
+
+    The same values and gradients as ``u = user_emb[users]``, ``(u * item_emb[pos_items]).sum(-1)``
+    and ``(u * item_emb[neg_items]).sum(-1)``: the backward pass gathers the rows again, in
+    blocks of :data:`BPR_SCORE_ROWS` triples, instead of holding three ``[B, d]`` tables
+    from the forward pass to the backward pass and three ``[B, d]`` gradients at once (at a
+    batch of a million interactions and ``d = 128``, 1.5 GB each).
+
+    Shapes:
+        ``user_emb: [U, d]``, ``item_emb: [I, d]``, ``users, pos_items, neg_items: [B]`` ->
+        ``([B], [B])``.
+    """
+    if not users.shape == pos_items.shape == neg_items.shape or users.dim() != 1:
+        raise ValueError(
+            "users, pos_items and neg_items must be [B] index vectors of one length, got "
+            f"{list(users.shape)}, {list(pos_items.shape)}, {list(neg_items.shape)}"
+        )
+    if user_emb.dim() != 2 or item_emb.dim() != 2 or user_emb.size(1) != item_emb.size(1):
+        raise ValueError(
+            f"need user_emb [U, d] and item_emb [I, d], got {list(user_emb.shape)}, "
+            f"{list(item_emb.shape)}"
+        )
+    return _BPRScores.apply(user_emb, item_emb, item_emb, users, pos_items, neg_items)
