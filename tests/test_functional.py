@@ -138,8 +138,9 @@ def test_bpr_scores_equal_the_gathered_dot_products_values_and_gradients(monkeyp
     user_emb, item_emb = torch.randn(9, 5), torch.randn(6, 5)
     w_pos, w_neg = torch.randn(40), torch.randn(40)
     leaves = [t.clone().requires_grad_(True) for t in (user_emb, item_emb, user_emb, item_emb)]
-    u = leaves[0][users]
-    expected = ((u * leaves[1][pos]).sum(-1), (u * leaves[1][neg]).sum(-1))
+    u = leaves[0].index_select(0, users)  # its backward adds in index order, as bpr_scores'
+    item = leaves[1]
+    expected = ((u * item[pos]).sum(-1), (u * item.index_select(0, neg)).sum(-1))
     (expected[0] * w_pos + expected[1] * w_neg).sum().backward()
     got = bpr_scores(leaves[2], leaves[3], users, pos, neg)
     (got[0] * w_pos + got[1] * w_neg).sum().backward()

@@ -105,3 +105,47 @@ def test_unknown_hyperparameter_and_model_are_errors():
 def test_registry_lists_the_foundation_models():
     assert {"bpr", "lightgcn"} <= set(registered_models())
     assert LightGCN.hyperparameters() == {"embedding_dim": 64, "num_layers": 3, "reg_weight": 1e-4}
+
+
+def _two_training_steps(name: str) -> dict[str, torch.Tensor]:
+    """Parameters and gradients after two default training steps on the bundled TikTok."""
+    import itertools
+    import warnings
+
+    from mmgraph.data import load_dataset
+    from mmgraph.train import resolve_config, seed_everything
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the loader reports the cold users it drops
+        dataset = load_dataset("tiktok")
+    model_cls = get_model(name)
+    run = resolve_config(model_cls, [("test", {"device": "cpu"})])
+    seed_everything(0)
+    model = model_cls.from_dataset(dataset, **run.hparams)
+    optimizers = model.configure_optimizers(run.train.lr, run.train.weight_decay)
+    sampler = model.make_sampler(
+        dataset, run.train.batch_size, torch.Generator().manual_seed(0), torch.device("cpu")
+    )
+    model.train()
+    for batch in itertools.islice(iter(sampler), 2):
+        model.training_step(batch, list(optimizers))
+    named = dict(model.named_parameters())
+    return {
+        **{f"{key}.grad": p.grad.clone() for key, p in named.items() if p.grad is not None},
+        **{key: p.detach().clone() for key, p in named.items()},
+    }
+
+
+@pytest.mark.parametrize("name", ["lightgcn", "mentor"])
+def test_training_with_two_threads_is_reproducible_bit_for_bit(name):
+    # On the CPU a gather's autograd backward (an accumulating index_put_) adds rows in an
+    # order that depends on the threads; these models gather with index_select and
+    # bpr_scores, whose backward passes add in index order.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first, second = _two_training_steps(name), _two_training_steps(name)
+    finally:
+        torch.set_num_threads(threads)
+    assert first.keys() == second.keys()
+    assert [key for key in first if not torch.equal(first[key], second[key])] == []

@@ -58,9 +58,11 @@ class LightGCN(Recommender):
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         user_emb, item_emb = self()
         scores = bpr_scores(user_emb, item_emb, batch.users, batch.pos_items, batch.neg_items)
-        ego_u = self.embedding.weight[batch.users]
-        ego_pos = self.embedding.weight[self.num_users + batch.pos_items]
-        ego_neg = self.embedding.weight[self.num_users + batch.neg_items]
+        # index_select: its backward adds in index order on any number of threads
+        ego = self.embedding.weight
+        ego_u = ego.index_select(0, batch.users)
+        ego_pos = ego.index_select(0, self.num_users + batch.pos_items)
+        ego_neg = ego.index_select(0, self.num_users + batch.neg_items)
         return {
             "loss_bpr": bpr_loss(*scores),
             "loss_reg": self.reg_weight * embedding_l2(ego_u, ego_pos, ego_neg),

@@ -317,7 +317,8 @@ class MENTOR(Recommender):
         scores = bpr_scores(user_r, item_r, batch.users, batch.pos_items, batch.neg_items)
         loss_bpr = bpr_loss(*scores)
         preferences = sum(
-            branch.preference[batch.users].pow(2).mean() for branch in self.modal_inputs
+            branch.preference.index_select(0, batch.users).pow(2).mean()
+            for branch in self.modal_inputs
         )
         terms = {
             "loss_bpr": loss_bpr / math.log(2) if self.reference else loss_bpr,

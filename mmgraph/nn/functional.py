@@ -187,9 +187,9 @@ class _BPRScores(torch.autograd.Function):
         pos_scores = user_emb.new_empty(users.shape)
         neg_scores = user_emb.new_empty(users.shape)
         for rows in _row_chunks(users.numel()):
-            u = user_emb[users[rows]]
-            pos_scores[rows] = (u * item_emb_pos[pos[rows]]).sum(-1)
-            neg_scores[rows] = (u * item_emb_neg[neg[rows]]).sum(-1)
+            u = user_emb.index_select(0, users[rows])
+            pos_scores[rows] = (u * item_emb_pos.index_select(0, pos[rows])).sum(-1)
+            neg_scores[rows] = (u * item_emb_neg.index_select(0, neg[rows])).sum(-1)
         ctx.save_for_backward(user_emb, item_emb_pos, users, pos, neg)
         return pos_scores, neg_scores
 
@@ -200,7 +200,9 @@ class _BPRScores(torch.autograd.Function):
         grad_pos = torch.zeros_like(users, dtype=user_emb.dtype) if grad_pos is None else grad_pos
         grad_neg = torch.zeros_like(users, dtype=user_emb.dtype) if grad_neg is None else grad_neg
         need_users, need_neg, need_pos = ctx.needs_input_grad[:3]
-        # One accumulating scatter per gather, as autograd's graph of the gathers has.
+        # One accumulating scatter per gather, as autograd's graph of the gathers has, but by
+        # index_add_: it adds in index order on any number of threads (index_put_'s
+        # accumulation, autograd's for a gather, does so on one thread only) and is faster.
         grad_user = torch.zeros_like(user_emb) if need_users else None
         grad_item_neg = torch.zeros_like(item_emb) if need_neg else None
         grad_item_pos = torch.zeros_like(item_emb) if need_pos else None
@@ -208,14 +210,14 @@ class _BPRScores(torch.autograd.Function):
             u, p, n = users[rows], pos[rows], neg[rows]
             g_pos, g_neg = grad_pos[rows].unsqueeze(-1), grad_neg[rows].unsqueeze(-1)
             if need_users:
-                grad_u = g_neg * item_emb[n] + g_pos * item_emb[p]
-                grad_user.index_put_((u,), grad_u, accumulate=True)
+                grad_u = g_neg * item_emb.index_select(0, n) + g_pos * item_emb.index_select(0, p)
+                grad_user.index_add_(0, u, grad_u)
             if need_neg or need_pos:
-                user_rows = user_emb[u]
+                user_rows = user_emb.index_select(0, u)
             if need_neg:
-                grad_item_neg.index_put_((n,), g_neg * user_rows, accumulate=True)
+                grad_item_neg.index_add_(0, n, g_neg * user_rows)
             if need_pos:
-                grad_item_pos.index_put_((p,), g_pos * user_rows, accumulate=True)
+                grad_item_pos.index_add_(0, p, g_pos * user_rows)
         return grad_user, grad_item_neg, grad_item_pos, None, None, None
 
 
