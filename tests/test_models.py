@@ -107,6 +107,10 @@ def test_registry_lists_the_foundation_models():
     assert LightGCN.hyperparameters() == {"embedding_dim": 64, "num_layers": 3, "reg_weight": 1e-4}
 
 
+#: MMSSL with its sampled critic: the full one takes about 8 s per TikTok step here.
+_SETTINGS = {"mmssl": {"num_candidates": 1024}}
+
+
 def _two_training_steps(name: str) -> dict[str, torch.Tensor]:
     """Parameters and gradients after two default training steps on the bundled TikTok."""
     import itertools
@@ -119,7 +123,7 @@ def _two_training_steps(name: str) -> dict[str, torch.Tensor]:
         warnings.simplefilter("ignore")  # the loader reports the cold users it drops
         dataset = load_dataset("tiktok")
     model_cls = get_model(name)
-    run = resolve_config(model_cls, [("test", {"device": "cpu"})])
+    run = resolve_config(model_cls, [("test", {"device": "cpu", **_SETTINGS.get(name, {})})])
     seed_everything(0)
     model = model_cls.from_dataset(dataset, **run.hparams)
     optimizers = model.configure_optimizers(run.train.lr, run.train.weight_decay)
@@ -136,10 +140,10 @@ def _two_training_steps(name: str) -> dict[str, torch.Tensor]:
     }
 
 
-@pytest.mark.parametrize("name", ["lightgcn", "mentor"])
+@pytest.mark.parametrize("name", sorted(registered_models()))
 def test_training_with_two_threads_is_reproducible_bit_for_bit(name):
     # On the CPU a gather's autograd backward (an accumulating index_put_) adds rows in an
-    # order that depends on the threads; these models gather with index_select and
+    # order that depends on the threads; the models gather with index_select and
     # bpr_scores, whose backward passes add in index order.
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

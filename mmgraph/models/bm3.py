@@ -106,15 +106,17 @@ class BM3(Recommender):
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         users_all, items_all = self.encode()
         u, i = batch.users, batch.pos_items
-        user_target, item_target = self._target(users_all)[u], self._target(items_all)[i]
-        loss_align = negative_cosine(self.predictor(users_all[u]), item_target) + negative_cosine(
-            self.predictor(items_all[i]), user_target
-        )
+        user_target = self._target(users_all).index_select(0, u)
+        item_target = self._target(items_all).index_select(0, i)
+        loss_align = negative_cosine(
+            self.predictor(users_all.index_select(0, u)), item_target
+        ) + negative_cosine(self.predictor(items_all.index_select(0, i)), user_target)
         loss_modal = users_all.new_zeros(())
         for projected in self.content().values():
-            online = self.predictor(projected[i])
+            online = self.predictor(projected.index_select(0, i))
             loss_modal = loss_modal + negative_cosine(online, item_target)
-            loss_modal = loss_modal + negative_cosine(online, self._target(projected)[i])
+            target = self._target(projected).index_select(0, i)
+            loss_modal = loss_modal + negative_cosine(online, target)
         return {
             "loss_align": loss_align,
             "loss_modal": self.cl_weight * loss_modal,

@@ -133,14 +133,18 @@ class FREEDOM(Recommender):
         if self.pruned_adj is None:  # called outside the trainer's epoch loop
             self.on_epoch_start(0)
         user_emb, item_emb = self.encode(self.pruned_adj)
-        u = user_emb[batch.users]
+        u = user_emb.index_select(0, batch.users)
         pos, neg = batch.pos_items, batch.neg_items
         loss_modal = u.new_zeros(())
         for projected in self.content().values():
             loss_modal = loss_modal + bpr_loss(
-                (u * projected[pos]).sum(-1), (u * projected[neg]).sum(-1)
+                (u * projected.index_select(0, pos)).sum(-1),
+                (u * projected.index_select(0, neg)).sum(-1),
             )
         return {
-            "loss_bpr": bpr_loss((u * item_emb[pos]).sum(-1), (u * item_emb[neg]).sum(-1)),
+            "loss_bpr": bpr_loss(
+                (u * item_emb.index_select(0, pos)).sum(-1),
+                (u * item_emb.index_select(0, neg)).sum(-1),
+            ),
             "loss_modal": self.reg_weight * loss_modal,
         }

@@ -138,8 +138,9 @@ class LATTICE(Recommender):
         else:
             graph = self._epoch_graph
         user_emb, item_emb = self.encode(graph)
-        u = user_emb[batch.users]
-        pos, neg = item_emb[batch.pos_items], item_emb[batch.neg_items]
+        u = user_emb.index_select(0, batch.users)
+        pos = item_emb.index_select(0, batch.pos_items)
+        neg = item_emb.index_select(0, batch.neg_items)
         return {
             "loss_bpr": bpr_loss((u * pos).sum(-1), (u * neg).sum(-1)),
             "loss_reg": self.reg_weight * embedding_l2(u, pos, neg),

@@ -335,10 +335,13 @@ class MMSSL(Recommender):
         """The recommender's weighted loss terms (their sum is what its optimiser minimises);
         ``fake=None`` (``adv_rate = 0``) gives a zero adversarial term without the critic."""
         users = batch.users
-        user = out.user[users]
-        pos, neg = out.item[batch.pos_items], out.item[batch.neg_items]
+        user = out.user.index_select(0, users)
+        pos = out.item.index_select(0, batch.pos_items)
+        neg = out.item.index_select(0, batch.neg_items)
         feat = sum(h.pow(2).sum() for h in (*out.modality_user, *out.modality_item))
-        contrast = sum(self.contrast(view[users], user) for view in out.structure_user)
+        contrast = sum(
+            self.contrast(view.index_select(0, users), user) for view in out.structure_user
+        )
         return {
             "loss_bpr": bpr_loss((user * pos).sum(-1), (user * neg).sum(-1)),
             "loss_reg": self.reg_weight * embedding_l2(user, pos, neg),

@@ -72,8 +72,9 @@ class VBPR(Recommender):
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         user_emb, item_emb = self()
-        u = user_emb[batch.users]
-        pos, neg = item_emb[batch.pos_items], item_emb[batch.neg_items]
+        u = user_emb.index_select(0, batch.users)
+        pos = item_emb.index_select(0, batch.pos_items)
+        neg = item_emb.index_select(0, batch.neg_items)
         return {
             "loss_bpr": bpr_loss((u * pos).sum(-1), (u * neg).sum(-1)),
             "loss_reg": self.reg_weight * embedding_norm(u, pos, neg),

@@ -30,7 +30,7 @@ def cosine_edge_weights(features: Tensor, edge_index: Tensor) -> Tensor:
         ``features: [I, d]``, ``edge_index: [2, E]`` -> ``[E]``.
     """
     unit = F.normalize(features, dim=1)
-    return (unit[edge_index[0]] * unit[edge_index[1]]).sum(-1)
+    return (unit.index_select(0, edge_index[0]) * unit.index_select(0, edge_index[1])).sum(-1)
 
 
 def row_sum_normalization(edge_index: Tensor, edge_weight: Tensor, num_items: int) -> Tensor:
@@ -49,7 +49,11 @@ def row_sum_normalization(edge_index: Tensor, edge_weight: Tensor, num_items: in
     row_sum = torch.zeros(num_items, dtype=edge_weight.dtype, device=edge_weight.device)
     row_sum = row_sum.index_add(0, edge_index[1], edge_weight)
     inv_sqrt = torch.where(row_sum > 0, row_sum.clamp_min(1e-30).rsqrt(), 0.0)
-    return edge_weight * inv_sqrt[edge_index[1]] * inv_sqrt[edge_index[0]]
+    return (
+        edge_weight
+        * inv_sqrt.index_select(0, edge_index[1])
+        * inv_sqrt.index_select(0, edge_index[0])
+    )
 
 
 def cosine_knn_edges(features: Tensor, k: int) -> ItemGraph:
