@@ -173,7 +173,7 @@ BPR_SCORE_ROWS = 1 << 16
 class _BPRScores(torch.autograd.Function):
     # ``item_emb`` comes in twice, once per gather (negatives first), so that autograd adds
     # the two scatters to its gradient one after the other, as it does for two gathers: the
-    # same float sums as ``item_emb[neg_items]`` and ``item_emb[pos_items]``, bit for bit.
+    # same float sums as two ``index_select`` gathers, bit for bit.
     @staticmethod
     def forward(
         ctx,
@@ -231,11 +231,13 @@ def bpr_scores(
     r"""BPR's scores :math:`\langle e_u, e_{i^+} \rangle` and :math:`\langle e_u, e_{i^-}
     \rangle` of a batch of triples, without keeping the gathered rows for the backward pass.
 
-    The same values and gradients as ``u = user_emb[users]``, ``(u * item_emb[pos_items]).sum(-1)``
-    and ``(u * item_emb[neg_items]).sum(-1)``: the backward pass gathers the rows again, in
-    blocks of :data:`BPR_SCORE_ROWS` triples, instead of holding three ``[B, d]`` tables
-    from the forward pass to the backward pass and three ``[B, d]`` gradients at once (at a
-    batch of a million interactions and ``d = 128``, 1.5 GB each).
+    The same values as ``u = user_emb[users]``, ``(u * item_emb[pos_items]).sum(-1)`` and
+    ``(u * item_emb[neg_items]).sum(-1)``, and to the last bit the gradients of that formula
+    with ``index_select`` gathers (also of ``[]`` gathers with one thread; with more, their
+    backward adds repeated rows in a thread-dependent order). The backward pass gathers the
+    rows again, in blocks of :data:`BPR_SCORE_ROWS` triples, instead of holding three
+    ``[B, d]`` tables from the forward pass to the backward pass and three ``[B, d]``
+    gradients at once (at a batch of a million interactions and ``d = 128``, 1.5 GB each).
 
     Shapes:
         ``user_emb: [U, d]``, ``item_emb: [I, d]``, ``users, pos_items, neg_items: [B]`` ->
