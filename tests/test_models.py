@@ -1,12 +1,16 @@
+import itertools
 import math
+import warnings
 
 import pytest
 import torch
 
+from mmgraph.data import load_dataset
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import CheckpointError, ConfigError
 from mmgraph.models import BPRMF, LightGCN, Recommender, get_model, registered_models
 from mmgraph.nn.losses import bpr_loss, embedding_l2
+from mmgraph.train import resolve_config, seed_everything
 from tests.helpers import tiny_dataset
 from tests.test_graph_and_conv import dense_lightgcn_adjacency
 
@@ -113,12 +117,6 @@ _SETTINGS = {"mmssl": {"num_candidates": 1024}}
 
 def _two_training_steps(name: str) -> dict[str, torch.Tensor]:
     """Parameters and gradients after two default training steps on the bundled TikTok."""
-    import itertools
-    import warnings
-
-    from mmgraph.data import load_dataset
-    from mmgraph.train import resolve_config, seed_everything
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the loader reports the cold users it drops
         dataset = load_dataset("tiktok")
