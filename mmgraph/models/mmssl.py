@@ -307,11 +307,11 @@ class MMSSL(Recommender):
         observed = interaction_rows(self.seen_items, users, self.num_items, columns)
 
         def scored(items: Tensor) -> Tensor:
-            return items if columns is None else items[columns]
+            return items if columns is None else items.index_select(0, columns)
 
         fake = torch.cat(
             [
-                normalized_unseen_scores(h_user[users], scored(h_item), observed)
+                normalized_unseen_scores(h_user.index_select(0, users), scored(h_item), observed)
                 for h_user, h_item in zip(out.modality_user, out.modality_item, strict=True)
             ]
         )
