@@ -151,10 +151,10 @@ def knn_neighbours(
 
     Beyond the input, memory is one similarity block, ``chunk_size`` query rows against a tile
     of ``block_entries // chunk_size`` items (all items when they fit, at least one), plus the
-    result: no normalised copy of the features is made (a row's
-    ranking does not depend on its own norm, so each block is only divided by the *other*
-    items' norms). With several tiles, a query's neighbours are the top ``k`` of the union
-    of every tile's top ``k``, which contains the row's top ``k``.
+    result: no normalised copy of the features is made (a row's ranking does not depend on its
+    own norm, so each block is only divided by the *other* items' norms). With several tiles,
+    a query's neighbours are the top ``k`` of the union of every tile's top ``k``, which
+    contains the row's top ``k``.
 
     Args:
         features: ``[I, d]`` item features.
@@ -195,14 +195,14 @@ def knn_neighbours(
     fill = torch.inf if include_self else -torch.inf
     for first in range(start, stop, chunk_size):
         last = min(first + chunk_size, stop)
-        queries = torch.arange(first, last, device=features.device)
         values, indices = [], []
         for low in range(0, num_items, tile):
             high = min(low + tile, num_items)
             sim = features[first:last] @ features[low:high].T  # [chunk, tile]
             sim.mul_(inv_norms[low:high])  # cosine times |x_i|, a positive factor of the row
-            own = (queries >= low) & (queries < high)
-            sim[own.nonzero().squeeze(1), queries[own] - low] = fill
+            if max(first, low) < min(last, high):  # queries whose own column is in this tile
+                own = torch.arange(max(first, low), min(last, high), device=features.device)
+                sim[own - first, own - low] = fill
             top = torch.topk(sim, min(k, high - low), dim=1)
             values.append(top.values)
             indices.append(top.indices.add_(low))
