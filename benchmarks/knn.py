@@ -96,9 +96,9 @@ def markdown(info: dict[str, Any], results: list[dict[str, Any]], command: str) 
         "|---|---|---|---|---|---|---|" + ("---|" if "gpu" in info else ""),
     ]
     for r in results:
-        block = f"{r['block_rows']:,} × {r['tile_items']:,}" if "tile_items" in r else "–"
         row = (
-            f"| {r['items']:,} × {r['dim']} | {r['k']} | {block} | {r['rows_searched']:,} "
+            f"| {r['items']:,} × {r['dim']} | {r['k']} | {r['block_rows']:,} × "
+            f"{r['tile_items']:,} | {r['rows_searched']:,} "
             f"| {r['search_seconds']:.1f} | {r['build_seconds_estimated']:,.0f} "
             f"| {r['peak_cpu_rss_mb']:,.0f} ({r['features_mb']:,.0f}) |"
         )
