@@ -38,7 +38,14 @@ from typing import Any
 from benchmarks.speed import DATASETS, REPO, describe_machine, machine_info, split_datasets
 from mmgraph.data import InteractionDataset, load_dataset
 from mmgraph.errors import ConfigError, DataError, MMGraphError
-from mmgraph.eval import run_evaluate
+from mmgraph.eval import (
+    Evaluator,
+    average_per_user,
+    paired_test,
+    read_per_user,
+    run_evaluate,
+    write_per_user,
+)
 from mmgraph.models import Recommender, get_model, registered_models
 from mmgraph.train import (
     RunConfig,
@@ -51,9 +58,36 @@ from mmgraph.train import (
     run_folder_state,
 )
 
-#: the metrics recorded per run (valid and test) and shown in the table.
-METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
-HEADERS = {"recall@10": "R@10", "recall@20": "R@20", "ndcg@10": "N@10", "ndcg@20": "N@20"}
+#: the metrics recorded per run (valid and test): over all test items, and over the items
+#: without (``cold/``) and with (``warm/``) training interactions.
+METRICS = (
+    "recall@10",
+    "recall@20",
+    "ndcg@10",
+    "ndcg@20",
+    "cold/recall@20",
+    "cold/ndcg@20",
+    "warm/recall@20",
+    "warm/ndcg@20",
+)
+#: the metrics shown in the Markdown table.
+TABLE_METRICS = ("recall@20", "ndcg@20", *METRICS[4:])
+HEADERS = {
+    "recall@10": "R@10",
+    "recall@20": "R@20",
+    "ndcg@10": "N@10",
+    "ndcg@20": "N@20",
+    "cold/recall@20": "cold R@20",
+    "cold/ndcg@20": "cold N@20",
+    "warm/recall@20": "warm R@20",
+    "warm/ndcg@20": "warm N@20",
+}
+#: the model every other is compared with by a paired test over users, and on which metrics.
+BASELINE = "lightgcn"
+TESTED_METRICS = ("recall@20", "ndcg@20", "cold/recall@20")
+#: per-user test metrics of a run's best-valid weights (``mmgraph evaluate --per-user``).
+PER_USER_FILE = "test_per_user.tsv"
+DEFAULT_SEEDS = "2024,2025,2026"
 #: ``--quick``: a tiny synthetic set with features and one without (exercises the skip).
 QUICK_DATASETS = [
     "synthetic:users=120,items=60,interactions=1500",
@@ -225,6 +259,11 @@ def run_entry(
             log(f"{name}: error: {exc}")
             return {**entry, "status": "error", "reason": str(exc)}
     summary = read_run(run_dir, config.train)
+    per_user = run_dir / PER_USER_FILE
+    if not per_user.is_file():
+        model = Recommender.load(run_dir / "best.pt", dataset)
+        values = Evaluator(dataset, ks=config.train.ks).per_user(model, "test")
+        write_per_user(values, per_user)
     return {
         **entry,
         "status": "done",
@@ -237,6 +276,7 @@ def run_entry(
         "stopped_early": summary.stopped_early,
         "cut_by_epoch_cap": not summary.stopped_early,
         "seconds": summary.seconds,
+        "per_user": _display_path(per_user),
     }
 
 
@@ -253,8 +293,27 @@ def format_mean_std(values: Sequence[float | None], digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def format_p_value(test: dict[str, Any] | None) -> str:
+    """``"+0.003"``: the two-sided p-value signed by the direction of the mean difference
+    against the baseline (``+``: above it); ``"–"`` when there is no test."""
+    if test is None:
+        return "–"
+    sign = "+" if test["difference"] > 0 else "−" if test["difference"] < 0 else "±"
+    return f"{sign}{test['p_value']:.2g}"
+
+
+def variant(model: str, pairs: Sequence[str]) -> str:
+    """A model with its overrides, as one name: ``vbpr``, ``vbpr item_id_dropout=0.5``."""
+    return " ".join([model, *pairs])
+
+
+def _entry_variant(entry: dict[str, Any]) -> str:
+    return variant(entry["model"], [f"{k}={v}" for k, v in entry["overrides"].items()])
+
+
 def _key(entry: dict[str, Any]) -> tuple[str, str, int]:
-    return entry["model"], entry["dataset"], entry["seed"]
+    """Entries of the same model with other overrides are other rows of the table."""
+    return _entry_variant(entry), entry["dataset"], entry["seed"]
 
 
 def summarise(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -262,9 +321,10 @@ def summarise(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     and std over the finished seeds (test and valid), and skipped/error reasons."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for entry in entries:
-        groups.setdefault((entry["dataset"], entry["model"]), []).append(entry)
+        groups.setdefault((entry["dataset"], _entry_variant(entry)), []).append(entry)
     rows = []
-    for (dataset, model), group in groups.items():
+    for (dataset, _), group in groups.items():
+        model = group[0]["model"]
         done = [e for e in group if e["status"] == "done"]
         row: dict[str, Any] = {"dataset": dataset, "model": model}
         row["seeds"] = [e["seed"] for e in done]
@@ -289,8 +349,44 @@ def summarise(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for e in done
         ]
         row["overrides"] = group[0]["overrides"]
+        row["per_user"] = [e["per_user"] for e in done if e.get("per_user")]
         rows.append(row)
+    for row in rows:
+        row["paired_test"] = _paired_tests(row, rows)
     return rows
+
+
+def _paired_tests(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Wilcoxon signed-rank tests over users of ``row``'s model against :data:`BASELINE` on
+    the same dataset, each user's test metric averaged over the model's seeds first."""
+    baseline = [
+        r
+        for r in rows
+        if r["dataset"] == row["dataset"] and r["model"] == BASELINE and not r["overrides"]
+    ]
+    if (row["model"] == BASELINE and not row["overrides"]) or not baseline or not row["per_user"]:
+        return {}
+    if not baseline[0]["per_user"]:
+        return {}
+    mine = average_per_user([read_per_user(_repo_path(p)) for p in row["per_user"]])
+    theirs = average_per_user([read_per_user(_repo_path(p)) for p in baseline[0]["per_user"]])
+    out = {}
+    for metric in TESTED_METRICS:
+        try:
+            test = paired_test(mine, theirs, metric)
+        except DataError:  # no user with a target in this part
+            continue
+        out[metric] = {
+            "against": BASELINE,
+            "users": test.users,
+            "difference": test.difference,
+            "p_value": test.p_value,
+        }
+    return out
+
+
+def _repo_path(path: str) -> Path:
+    return Path(path) if Path(path).is_absolute() else REPO / path
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -300,7 +396,11 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Test metrics at the best-valid epoch (MMRec full-ranking protocol; the shared trainer "
         "with early stopping on the valid split, test evaluated once on the best-valid "
-        "weights); mean ± sample std over seeds where there are several. Produced by:",
+        "weights); mean ± sample std over seeds where there are several. `cold` counts only "
+        "test items without a training interaction (averaged over the users that have one), "
+        f"`warm` the others. `p`: two-sided Wilcoxon signed-rank test over users against "
+        f"{BASELINE} (each user's metric averaged over the seeds), signed by the direction "
+        "of the difference. Produced by:",
         "",
     ]
     for run in report["invocations"]:
@@ -309,27 +409,32 @@ def markdown(report: dict[str, Any]) -> str:
     for dataset in dict.fromkeys(row["dataset"] for row in report["summary"]):
         rows = [row for row in report["summary"] if row["dataset"] == dataset]
         lines += ["", f"## {dataset}", ""]
-        header = " | ".join(HEADERS[m] for m in METRICS)
-        lines += [f"| model | {header} | best / last epoch | seeds |"]
-        lines += ["|---|" + "---|" * len(METRICS) + "---|---|"]
+        header = " | ".join(HEADERS[m] for m in TABLE_METRICS)
+        lines += [f"| model | {header} | p R@20 / N@20 / cold R@20 | best / last epoch | seeds |"]
+        lines += ["|---|" + "---|" * len(TABLE_METRICS) + "---|---|---|"]
         for row in rows:
             name = row["model"]
             if row["overrides"]:
                 name += " (" + ", ".join(f"{k}={v}" for k, v in row["overrides"].items()) + ")"
             if not row["seeds"]:
                 reasons = "; ".join(sorted(set(row["other"].values())))
-                lines.append(f"| {name} | {reasons} |" + " |" * (len(METRICS) + 1))
+                lines.append(f"| {name} | {reasons} |" + " |" * (len(TABLE_METRICS) + 2))
                 continue
             epochs = []
             for e in row["epochs"]:
                 mark = CAP_MARK if e["cut_by_epoch_cap"] else ""
                 cut = cut or bool(mark)
                 epochs.append(f"{e['best']} / {e['last']}{mark}")
-            cells = [format_mean_std(row["test"][m]["values"]) for m in METRICS]
+            cells = [format_mean_std(row["test"][m]["values"]) for m in TABLE_METRICS]
             seeds = ", ".join(str(seed) for seed in row["seeds"])
             if row["other"]:
                 seeds += " (" + "; ".join(f"{s}: {r}" for s, r in row["other"].items()) + ")"
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {', '.join(epochs)} | {seeds} |")
+            tests = row.get("paired_test") or {}
+            p_values = " / ".join(format_p_value(tests.get(m)) for m in TESTED_METRICS)
+            lines.append(
+                f"| {name} | " + " | ".join(cells) + f" | {p_values if tests else '–'} | "
+                f"{', '.join(epochs)} | {seeds} |"
+            )
     if cut:
         lines += [
             "",
@@ -388,7 +493,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="comma-separated (default: every registered model)")
     parser.add_argument("--datasets", help="comma-separated (default tiktok,movielens-small,baby)")
-    parser.add_argument("--seeds", default="2024", help="comma-separated (default 2024)")
+    parser.add_argument("--seeds", help=f"comma-separated (default {DEFAULT_SEEDS}; --quick: 2024)")
     parser.add_argument("--epochs", type=int, help="max epochs (default: the trainer's)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="for every model"
@@ -417,7 +522,7 @@ def run(argv: Sequence[str]) -> int:
         labels = split_datasets(args.datasets)
     else:
         labels = QUICK_DATASETS if args.quick else ["tiktok", "movielens-small", "baby"]
-    seeds = _parse_ints(args.seeds, "--seeds")
+    seeds = _parse_ints(args.seeds or ("2024" if args.quick else DEFAULT_SEEDS), "--seeds")
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else None)
     if not model_classes or not labels or not seeds:
         raise ConfigError("--models, --datasets and --seeds must not be empty")
@@ -447,7 +552,10 @@ def run(argv: Sequence[str]) -> int:
     for label in labels:
         dataset = load_dataset(DATASETS.get(label, label))
         folders = {
-            key: runs_dir / _folder_name(label) / f"{key[0]}-seed{key[1]}" for key in configs
+            key: runs_dir
+            / _folder_name(label)
+            / _folder_name(f"{variant(key[0], pairs[key[0]])}-seed{key[1]}")
+            for key in configs
         }
         for (model, seed), config in configs.items():  # all checked before any trains
             if dataset.modalities or not needs_features(get_model(model)):

@@ -97,7 +97,13 @@ def measure(
     setup_seconds = time.perf_counter() - started  # loading, graphs (kNN), parameters
     optimizers = model.configure_optimizers(run.train.lr, run.train.weight_decay)
     generator = torch.Generator().manual_seed(0)
-    sampler = model.make_sampler(dataset, run.train.batch_size, generator, torch.device(device))
+    sampler = model.make_sampler(
+        dataset,
+        run.train.batch_size,
+        generator,
+        torch.device(device),
+        negative_pool=run.train.negative_pool,
+    )
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
 

@@ -1,4 +1,5 @@
-"""Command line: ``mmgraph preprocess | train | tune | evaluate | recommend | plot | list``.
+"""Command line: ``mmgraph`` with the subcommands ``preprocess``, ``cold-split``, ``train``,
+``tune``, ``evaluate``, ``recommend``, ``plot`` and ``list``.
 
 Errors caused by input (files, config keys, checkpoints) print one ``mmgraph: error: ...``
 line on stderr and exit with status 2; anything else is a bug and keeps its traceback.
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmgraph.data import InteractionDataset, list_bundled, load_dataset
+from mmgraph.data import InteractionDataset, list_bundled, load_dataset, write_cold_item_split
 from mmgraph.data.preprocess import (
     ITEM_MAP,
     USER_MAP,
@@ -28,7 +29,7 @@ from mmgraph.data.preprocess import (
     read_id_map,
 )
 from mmgraph.errors import CheckpointError, ConfigError, DataError, MMGraphError
-from mmgraph.eval import Evaluator, run_evaluate
+from mmgraph.eval import Evaluator, run_evaluate, write_per_user
 from mmgraph.eval.plot import (
     export_tensorboard,
     item_embeddings,
@@ -109,6 +110,11 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=["valid", "test"], default="test")
     evaluate.add_argument("--dataset", help="override the dataset recorded in the checkpoint")
     evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument(
+        "--per-user",
+        metavar="FILE",
+        help="also write every user's metrics as TSV (for paired tests between models)",
+    )
 
     recommend = commands.add_parser("recommend", help="top-k items as TSV")
     recommend.add_argument("--checkpoint", required=True)
@@ -140,7 +146,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--k-core", type=int, default=5, help="min interactions per user and item")
     prep.add_argument("--split", choices=["random", "chronological"], default="random")
-    prep.add_argument("--seed", type=int, default=2024, help="seed of the random split")
+    prep.add_argument(
+        "--seed", type=int, default=2024, help="seed of the random split and --cold-items"
+    )
+    prep.add_argument(
+        "--cold-items",
+        type=float,
+        metavar="FRACTION",
+        help="then move every row of this share of the items to valid/test (item cold start)",
+    )
     prep.add_argument(
         "--features",
         action="append",
@@ -151,6 +165,18 @@ def _build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--feature-ids", help="raw item id of each --features row, one per line")
     prep.add_argument("--missing-features", choices=["error", "mean", "zero"], default="error")
     prep.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+
+    cold = commands.add_parser(
+        "cold-split",
+        help="copy a dataset with whole items held out in valid/test (item cold start)",
+    )
+    cold.add_argument("source", help="bundled dataset name or MMRec-layout folder")
+    cold.add_argument("out", help="dataset folder to write")
+    cold.add_argument(
+        "--fraction", type=float, default=0.2, help="share of the items held out (default 0.2)"
+    )
+    cold.add_argument("--seed", type=int, default=2024, help="seed of the held-out items")
+    cold.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
 
     plot = commands.add_parser("plot", help="learning curves and item t-SNE of a run as PNG")
     plot.add_argument("run_dir", help="output folder of `mmgraph train`")
@@ -310,6 +336,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, dataset, config = _load_checkpoint(args.checkpoint, args.dataset)
     model.to(args.device)
     evaluator = Evaluator(dataset, ks=config.get("ks", TrainConfig().ks))
+    if args.per_user:
+        values = evaluator.per_user(model, args.split)
+        write_per_user(values, args.per_user)
     metrics = evaluator.evaluate(model, args.split)
     print(json.dumps(metrics, indent=2))
     return 0
@@ -435,11 +464,20 @@ def _preprocess(args: argparse.Namespace) -> int:
         k_core=args.k_core,
         split=args.split,
         seed=args.seed,
+        cold_items=args.cold_items,
         item_features=_read_feature_args(args),
         missing_features=args.missing_features,
         overwrite=args.overwrite,
     )
     print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def _cold_split(args: argparse.Namespace) -> int:
+    report = write_cold_item_split(
+        args.source, args.out, args.fraction, seed=args.seed, overwrite=args.overwrite
+    )
+    print(report.summary())
     return 0
 
 
@@ -476,6 +514,7 @@ def _list(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "preprocess": _preprocess,
+    "cold-split": _cold_split,
     "train": _train,
     "tune": _tune,
     "evaluate": _evaluate,

@@ -86,24 +86,46 @@ def items_by_user(dataset: InteractionDataset, split: str) -> list[set[int]]:
     return out
 
 
-def brute_force(
+def brute_force_per_user(
     scores: Tensor, dataset: InteractionDataset, split: str, ks: tuple[int, ...]
-) -> dict[str, float]:
-    """Per user: drop training items, sort everything else by score, apply the definitions."""
+) -> dict[str, dict[int, float]]:
+    """Per user: drop training items, sort everything else by score, apply the definitions.
+
+    The ``cold/`` and ``warm/`` parts restrict the user's targets to items without / with a
+    training interaction (users with no such target are left out of that part).
+    """
     train = items_by_user(dataset, "train")
     targets = items_by_user(dataset, split)
-    totals: dict[str, float] = {}
-    evaluated = 0
+    warm_items = set().union(*train)
+    out: dict[str, dict[int, float]] = {}
     for u in range(dataset.num_users):
         if not targets[u]:
             continue
-        evaluated += 1
         row = scores[u].tolist()
         ranked = sorted((i for i in range(len(row)) if i not in train[u]), key=lambda i: -row[i])
-        for k in ks:
-            for key, value in reference_metrics(ranked, targets[u], k).items():
-                totals[key] = totals.get(key, 0.0) + value
-    return {key: value / evaluated for key, value in totals.items()}
+        parts = {
+            "": targets[u],
+            "cold/": targets[u] - warm_items,
+            "warm/": targets[u] & warm_items,
+        }
+        for prefix, part_targets in parts.items():
+            if not part_targets:
+                continue
+            for k in ks:
+                for key, value in reference_metrics(ranked, part_targets, k).items():
+                    out.setdefault(prefix + key, {})[u] = value
+    return out
+
+
+def brute_force(
+    scores: Tensor, dataset: InteractionDataset, split: str, ks: tuple[int, ...]
+) -> dict[str, float]:
+    """Means of :func:`brute_force_per_user`, with each part's number of users."""
+    per_user = brute_force_per_user(scores, dataset, split, ks)
+    means = {key: sum(values.values()) / len(values) for key, values in per_user.items()}
+    for part in ("cold", "warm"):
+        means[f"{part}/users"] = float(len(per_user.get(f"{part}/recall@{ks[0]}", {})))
+    return means
 
 
 @pytest.mark.parametrize("num_items", [17, 80])  # 17 < max(ks) = 50: the clamped path
@@ -113,6 +135,7 @@ def test_matches_brute_force_for_every_batch_size(num_items: int, split: str) ->
     model = StandIn(dataset.num_users, num_items)
     expected = brute_force(model.all_scores(), dataset, split, DEFAULT_KS)
     results = [Evaluator(dataset, batch_size=b).evaluate(model, split) for b in (1, 3, 1000)]
+    assert expected["cold/users"] > 0 and expected["warm/users"] > 0
     for got in results:
         assert got.keys() == expected.keys()
         for key, value in expected.items():
@@ -185,13 +208,43 @@ def test_ngcf_ndcg_is_reported_only_on_request() -> None:
     dataset = tiny_dataset(40)
     model = StandIn(dataset.num_users, 40)
     plain = Evaluator(dataset, ks=(10, 5)).evaluate(model, "test")
-    assert sorted(plain) == sorted(
-        f"{m}@{k}" for m in ("recall", "ndcg", "precision", "map", "hit") for k in (5, 10)
-    )
+    metrics = [f"{m}@{k}" for m in ("recall", "ndcg", "precision", "map", "hit") for k in (5, 10)]
+    parts = [f"{part}/{key}" for part in ("cold", "warm") for key in [*metrics, "users"]]
+    assert sorted(plain) == sorted(metrics + parts)
     extended = Evaluator(dataset, ks=(5, 10), ngcf_ndcg=True).evaluate(model, "test")
     for k in (5, 10):
         assert extended[f"ngcf_ndcg@{k}"] >= extended[f"ndcg@{k}"]
         assert extended[f"ndcg@{k}"] == pytest.approx(plain[f"ndcg@{k}"])
+
+
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_per_user_values_match_brute_force_and_average_to_the_means(split: str) -> None:
+    dataset = tiny_dataset(80, seed=3)
+    model = StandIn(dataset.num_users, 80, seed=2)
+    evaluator = Evaluator(dataset, batch_size=4)
+    per_user = evaluator.per_user(model, split)
+    means = evaluator.evaluate(model, split)
+    expected = brute_force_per_user(model.all_scores(), dataset, split, DEFAULT_KS)
+    users = per_user["user"].tolist()
+    assert users == sorted(expected["recall@20"])
+    for key, reference in expected.items():
+        values = per_user[key]
+        for position, user in enumerate(users):
+            if user in reference:
+                assert values[position].item() == pytest.approx(reference[user], abs=1e-12), key
+            else:  # not in this part
+                assert torch.isnan(values[position]), key
+        assert values.nanmean().item() == pytest.approx(means[key], rel=1e-12), key
+
+
+def test_part_without_targets_reports_only_its_user_count() -> None:
+    # Every test item of this dataset has a training interaction: no cold targets.
+    dataset = InteractionDataset.from_interactions(
+        torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 0]), torch.tensor([0, 1, 0, 2])
+    )
+    got = Evaluator(dataset, ks=(1,)).evaluate(StandIn(2, 2), "test")
+    assert got["cold/users"] == 0 and "cold/recall@1" not in got
+    assert got["warm/users"] == 1 and got["warm/recall@1"] == got["recall@1"]
 
 
 def test_errors() -> None:

@@ -14,7 +14,9 @@ form (strings such as Amazon's ``A1HK2FQW6KXQB2``), then follows the MMRec prepr
    ``vt = int(0.2 n)`` rows of which ``vt // 2`` go to valid and the rest to test. ``"random"``
    picks them by a seeded shuffle (MMRec's rule); ``"chronological"`` takes the latest ones,
    valid before test. Users with fewer than 3 interactions (only possible with ``k < 3``) keep
-   all of them in train.
+   all of them in train;
+5. optionally (``cold_items``), an item cold-start split on top: every row of a random share
+   of the items moves to valid or test (:func:`mmgraph.data.cold_start.cold_item_labels`).
 
 The folder gets ``<name>.inter`` and, for item features given aligned by raw item id,
 ``<modality>_feat.npy`` with row ``i`` = new item ``i``; it loads with
@@ -59,6 +61,9 @@ class PreprocessReport:
     num_items: int
     splits: dict[str, int] = field(default_factory=dict)
     modalities: dict[str, int] = field(default_factory=dict)
+    cold_items: float | None = None
+    cold_valid_items: int = 0
+    cold_test_items: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +95,7 @@ def preprocess(
     k_core: int = 5,
     split: str = "random",
     seed: int = 2024,
+    cold_items: float | None = None,
     item_features: Mapping[str, FeatureSource] | None = None,
     missing_features: str = "error",
     overwrite: bool = False,
@@ -110,7 +116,9 @@ def preprocess(
         k_core: minimum interactions per user and per item (1 keeps everything).
         split: ``"random"`` (MMRec's per-user rule, seeded) or ``"chronological"`` (each
             user's latest interactions go to valid/test; needs a timestamp column).
-        seed: seed of the random split.
+        seed: seed of the random split and of the cold items.
+        cold_items: if given, the share of the items (in (0, 1)) whose rows all move to valid
+            or test after the split, so they have no training row (item cold start).
         item_features: ``{modality: source}``, each source either ``(raw_item_ids, array
             [n, dim])`` or ``{raw_item_id: vector}``; raw ids are compared as strings.
         missing_features: what an item without a feature row gets: ``"error"``, the
@@ -133,6 +141,11 @@ def preprocess(
         )
     if not isinstance(k_core, int) or k_core < 1:
         raise ConfigError(f"k_core must be an integer >= 1, got {k_core!r}")
+    # Imported here: cold_start builds on this module's writers.
+    from mmgraph.data.cold_start import check_fraction, cold_item_labels
+
+    if cold_items is not None:
+        check_fraction(cold_items)
     out = Path(out_dir)
     _check_out_dir(out, overwrite)
 
@@ -169,6 +182,11 @@ def preprocess(
     raw_items, items = _first_appearance(table.items[keep])
     times = table.order_keys[keep] if table.order_keys is not None else None
     labels = split_labels(users, times, method=split, seed=seed)
+    cold_valid = cold_test = np.zeros(0, dtype=np.int64)
+    if cold_items is not None:
+        labels, cold_valid, cold_test = cold_item_labels(
+            users, items, labels, len(raw_items), cold_items, seed
+        )
     features = {
         modality: _align_features(modality, source, raw_items, missing_features)
         for modality, source in (item_features or {}).items()
@@ -190,6 +208,9 @@ def preprocess(
         num_items=len(raw_items),
         splits={s: int((labels == i).sum()) for i, s in enumerate(("train", "valid", "test"))},
         modalities={m: int(a.shape[1]) for m, a in features.items()},
+        cold_items=cold_items,
+        cold_valid_items=int(cold_valid.size),
+        cold_test_items=int(cold_test.size),
     )
 
 

@@ -1,4 +1,14 @@
-"""Vectorised BPR sampling: shuffled training interactions with uniform negatives."""
+"""Vectorised BPR sampling: shuffled training interactions with uniform negatives.
+
+Negatives come from a *pool* of items (``NEGATIVE_POOLS``):
+
+* ``"train"`` (the default): items with at least one training interaction, as MMRec's loader
+  draws them (its published figures were made that way). An item that never occurs in
+  training is never pushed down as a negative; its score is left to what the model shares
+  with other items (content features, graph neighbours).
+* ``"all"``: every item of the catalogue (the released MMSSL code, LightGCN's and most
+  PyG examples).
+"""
 
 from __future__ import annotations
 
@@ -24,36 +34,75 @@ class Batch:
         return self.users.numel()
 
 
-class NegativeSampler:
-    """Uniform negative items that the user has not interacted with in training.
+NEGATIVE_POOLS = ("train", "all")
 
-    Rejection sampling, fully vectorised: candidates are drawn with ``torch.randint`` and a
-    candidate ``(u, j)`` is rejected when the key ``u * num_items + j`` is found (binary search)
-    among the sorted training keys; only rejected positions are drawn again.
+
+def negative_candidates(dataset: InteractionDataset, pool: str) -> Tensor | None:
+    """The candidate negatives of ``pool``: ``[P]`` sorted item ids, or ``None`` for all items.
+
+    Raises:
+        ValueError: for a pool name not in :data:`NEGATIVE_POOLS`.
+    """
+    if pool == "all":
+        return None
+    if pool == "train":
+        return torch.unique(dataset.edge_index("train")[1])
+    raise ValueError(f"negative_pool must be one of {', '.join(NEGATIVE_POOLS)}, got {pool!r}")
+
+
+class NegativeSampler:
+    """Uniform negative items from a pool that the user has not interacted with in training.
+
+    Rejection sampling, fully vectorised: candidates are drawn with ``torch.randint`` (over
+    the pool's positions) and a candidate ``(u, j)`` is rejected when the key
+    ``u * num_items + j`` is found (binary search) among the sorted training keys; only
+    rejected positions are drawn again.
 
     Args:
         seen: per-user training items (:meth:`InteractionDataset.user_items`).
         num_items: size of the catalogue ``I``.
+        candidates: ``[P]`` item ids to draw from (:func:`negative_candidates`); ``None``: all
+            ``I`` items (then the draws are exactly ``torch.randint(I)``).
         max_rounds: give up after this many redraws (only reachable when a user has seen
-            almost every item).
+            almost every candidate).
     """
 
-    def __init__(self, seen: CSR, num_items: int, max_rounds: int = 1000) -> None:
+    def __init__(
+        self,
+        seen: CSR,
+        num_items: int,
+        candidates: Tensor | None = None,
+        max_rounds: int = 1000,
+    ) -> None:
         degree = seen.degree()
-        if degree.numel() and int(degree.max()) >= num_items:
-            user = int(torch.argmax(degree))
+        if candidates is None:
+            seen_candidates, pool_size, what = degree, num_items, "items"
+        else:
+            in_pool = torch.zeros(num_items, dtype=torch.long)
+            in_pool[candidates] = 1
+            rows = torch.repeat_interleave(torch.arange(seen.num_rows), degree)
+            seen_candidates = torch.zeros(seen.num_rows, dtype=torch.long)
+            seen_candidates.index_add_(0, rows, in_pool[seen.indices])
+            pool_size, what = candidates.numel(), "candidate negative items"
+        if pool_size == 0:
+            raise DataError("the negative pool is empty: no item can be sampled as a negative")
+        if seen_candidates.numel() and int(seen_candidates.max()) >= pool_size:
+            user = int(torch.argmax(seen_candidates))
             raise DataError(
-                f"user {user} has interacted with all {num_items} items in training: "
+                f"user {user} has interacted with all {pool_size} {what} in training: "
                 "no negative item can be sampled for them"
             )
         users = torch.repeat_interleave(torch.arange(seen.num_rows), degree)
         # CSR rows are sorted by user and items within a row, so the keys are sorted too.
         self.keys = users * num_items + seen.indices
         self.num_items = num_items
+        self.candidates = candidates
         self.max_rounds = max_rounds
 
     def to(self, device: torch.device | str) -> NegativeSampler:
         self.keys = self.keys.to(device)
+        if self.candidates is not None:
+            self.candidates = self.candidates.to(device)
         return self
 
     def is_seen(self, users: Tensor, items: Tensor) -> Tensor:
@@ -76,10 +125,10 @@ class NegativeSampler:
         raise RuntimeError(f"negative sampling did not converge in {self.max_rounds} rounds")
 
     def _draw(self, n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-        draw = torch.randint(
-            self.num_items, (n,), generator=generator, device=generator_device(generator)
-        )
-        return draw.to(device)
+        size = self.num_items if self.candidates is None else self.candidates.numel()
+        draw = torch.randint(size, (n,), generator=generator, device=generator_device(generator))
+        draw = draw.to(device)
+        return draw if self.candidates is None else self.candidates[draw]
 
 
 def generator_device(generator: torch.Generator | None) -> torch.device:
@@ -98,6 +147,7 @@ class BPRSampler:
         batch_size: interactions per batch ``B``.
         generator: source of randomness (its state is what a checkpoint saves).
         device: where batches are produced.
+        negative_pool: ``"train"`` or ``"all"`` (see the module docstring).
     """
 
     def __init__(
@@ -106,6 +156,7 @@ class BPRSampler:
         batch_size: int,
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
+        negative_pool: str = "train",
     ) -> None:
         edges = dataset.edge_index("train")
         self.device = torch.device(device)
@@ -113,9 +164,11 @@ class BPRSampler:
         self.items = edges[1].to(self.device)
         self.batch_size = batch_size
         self.generator = generator
-        self.negatives = NegativeSampler(dataset.user_items("train"), dataset.num_items).to(
-            self.device
-        )
+        self.negatives = NegativeSampler(
+            dataset.user_items("train"),
+            dataset.num_items,
+            negative_candidates(dataset, negative_pool),
+        ).to(self.device)
 
     def __len__(self) -> int:
         return -(-self.users.numel() // self.batch_size)
@@ -144,6 +197,8 @@ class DistinctUserSampler:
         batch_size: users per batch ``B``.
         generator: source of randomness (its state is what a checkpoint saves).
         device: where batches are produced.
+        negative_pool: ``"train"`` or ``"all"`` (see the module docstring; the released
+            MMSSL code draws from all items).
     """
 
     def __init__(
@@ -152,6 +207,7 @@ class DistinctUserSampler:
         batch_size: int,
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
+        negative_pool: str = "train",
     ) -> None:
         seen = dataset.user_items("train")
         degree = seen.degree()
@@ -165,7 +221,9 @@ class DistinctUserSampler:
         self.batch_size = batch_size
         self.num_batches = dataset.num_interactions("train") // batch_size + 1
         self.generator = generator
-        self.negatives = NegativeSampler(seen, dataset.num_items).to(self.device)
+        self.negatives = NegativeSampler(
+            seen, dataset.num_items, negative_candidates(dataset, negative_pool)
+        ).to(self.device)
 
     def __len__(self) -> int:
         return self.num_batches

@@ -8,16 +8,28 @@ from mmgraph.eval.evaluator import (
     run_evaluate,
 )
 from mmgraph.eval.metrics import ngcf_ndcg, ranking_metrics
+from mmgraph.eval.significance import (
+    PairedTest,
+    average_per_user,
+    paired_test,
+    read_per_user,
+    write_per_user,
+)
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
 
 __all__ = [
     "DEFAULT_KS",
     "Evaluator",
+    "PairedTest",
+    "average_per_user",
     "evaluate_scores",
     "mask_seen",
     "model_device",
     "ngcf_ndcg",
+    "paired_test",
     "ranking_metrics",
+    "read_per_user",
     "run_evaluate",
     "topk_recommendations",
+    "write_per_user",
 ]

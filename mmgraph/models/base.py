@@ -192,9 +192,11 @@ class Recommender(nn.Module):
         batch_size: int,
         generator: torch.Generator,
         device: torch.device,
+        negative_pool: str = "train",
     ) -> BPRSampler:
-        """The batches of one epoch (default: all training interactions, one negative each)."""
-        return BPRSampler(dataset, batch_size, generator, device)
+        """The batches of one epoch (default: all training interactions, one negative each,
+        drawn from ``negative_pool``; see :mod:`mmgraph.data.sampling`)."""
+        return BPRSampler(dataset, batch_size, generator, device, negative_pool)
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the trainer before each epoch (for per-epoch caches); default: nothing."""

@@ -13,6 +13,7 @@ from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.nn.conv import LightGCNEncoder
 from mmgraph.nn.encoders import ModalityProjection
+from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.losses import embedding_norm, negative_cosine
 
 
@@ -50,6 +51,9 @@ class BM3(Recommender):
         dropout: target dropout (grid {0.3, 0.5}).
         reg_weight: weight of the norm penalty (grid {0.1, 0.01}).
         cl_weight: weight of the modality terms (2.0).
+        item_id_dropout: cold-start option (:class:`~mmgraph.nn.ItemIDDropout`): the chance
+            that an item's ID row is zeroed in a training step; items without training
+            interactions are then ranked with a zero ID row. 0 (default) turns it off.
     """
 
     name = "bm3"
@@ -67,12 +71,14 @@ class BM3(Recommender):
         dropout: float = 0.5,
         reg_weight: float = 0.1,
         cl_weight: float = 2.0,
+        item_id_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.encoder = LightGCNEncoder(num_layers)
         self.content = ModalityProjection(features, embedding_dim, init="xavier_normal")
         self.predictor = nn.Linear(embedding_dim, embedding_dim)
@@ -92,9 +98,10 @@ class BM3(Recommender):
 
     def encode(self) -> Embeddings:
         """Encoder outputs before the predictor: ``([U, d], [I, d])``."""
-        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        item_ids = self.id_dropout(self.item_embedding.weight)
+        x = torch.cat([self.user_embedding.weight, item_ids])
         users, items = torch.split(self.encoder(x, self.adj), [self.num_users, self.num_items])
-        return users, items + self.item_embedding.weight
+        return users, items + item_ids
 
     def forward(self) -> Embeddings:
         users, items = self.encode()

@@ -15,6 +15,7 @@ from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.nn.conv import LightGCNEncoder
 from mmgraph.nn.encoders import ItemGraphPropagation, ModalityProjection
+from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.losses import bpr_loss
 from mmgraph.nn.perturb import degree_sensitive_edge_sample
 from mmgraph.nn.sparse import csr_transpose
@@ -58,6 +59,9 @@ class FREEDOM(Recommender):
         item_graph_weights: modality -> weight (``None``: see above).
         dropout: fraction of training edges pruned each epoch (MMRec grid {0.8, 0.9}).
         reg_weight: weight of the modality BPR terms (grid {0, 1e-5, 1e-4, 1e-3}).
+        item_id_dropout: cold-start option (:class:`~mmgraph.nn.ItemIDDropout`): the chance
+            that an item's ID row is zeroed in a training step; items without training
+            interactions are then ranked with a zero ID row. 0 (default) turns it off.
     """
 
     name = "freedom"
@@ -78,12 +82,14 @@ class FREEDOM(Recommender):
         item_graph_weights: Mapping[str, float] | None = None,
         dropout: float = 0.8,
         reg_weight: float = 1e-3,
+        item_id_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.encoder = LightGCNEncoder(num_layers)
         self.item_propagation = ItemGraphPropagation(item_graph_layers, residual=False)
         self.content = ModalityProjection(features, embedding_dim)
@@ -121,7 +127,7 @@ class FREEDOM(Recommender):
 
     def encode(self, adj: Tensor) -> Embeddings:
         """``([U, d], [I, d])`` propagated over the user–item graph ``adj``."""
-        item_ids = self.item_embedding.weight
+        item_ids = self.id_dropout(self.item_embedding.weight)
         x = torch.cat([self.user_embedding.weight, item_ids])
         users, items = torch.split(self.encoder(x, adj), [self.num_users, self.num_items])
         return users, items + self.item_propagation(item_ids, self.item_graph, self.item_graph_t)

@@ -15,6 +15,7 @@ from mmgraph.data.knn import modality_knn_graphs
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.nn.conv import LightGCNEncoder
+from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import (
     ItemGraph,
     LatentItemGraph,
@@ -61,6 +62,9 @@ class LATTICE(Recommender):
         knn_k: neighbours per item (10).
         skip: :math:`\lambda` (``lambda_coeff`` = 0.9).
         reg_weight: L2 weight (LATTICE's ``regs[0]`` = 1e-5; MMRec grid {0, 1e-5, 1e-4, 1e-3}).
+        item_id_dropout: cold-start option (:class:`~mmgraph.nn.ItemIDDropout`): the chance
+            that an item's ID row is zeroed in a training step; items without training
+            interactions are then ranked with a zero ID row. 0 (default) turns it off.
     """
 
     name = "lattice"
@@ -81,10 +85,12 @@ class LATTICE(Recommender):
         knn_k: int = 10,
         skip: float = 0.9,
         reg_weight: float = 1e-5,
+        item_id_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.encoder = LightGCNEncoder(num_layers)
         self.item_graph = LatentItemGraph(features, embedding_dim, knn_k, skip, original_graphs)
         self.item_graph_layers = item_graph_layers
@@ -120,7 +126,7 @@ class LATTICE(Recommender):
     def encode(self, item_graph: ItemGraph | tuple[Tensor, Tensor]) -> Embeddings:
         """``([U, d], [I, d])`` final embeddings for an item graph (see
         :func:`~mmgraph.nn.propagate_items`)."""
-        item_ids = self.item_embedding.weight
+        item_ids = self.id_dropout(self.item_embedding.weight)
         h = propagate_items(item_ids, item_graph, self.item_graph_layers)
         x = torch.cat([self.user_embedding.weight, item_ids])
         users, items = torch.split(self.encoder(x, self.adj), [self.num_users, self.num_items])

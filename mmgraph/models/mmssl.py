@@ -16,6 +16,7 @@ from mmgraph.nn.adversarial import AdversarialDiscriminator
 from mmgraph.nn.attention import ModalityAttention
 from mmgraph.nn.contrastive import ContrastiveHead
 from mmgraph.nn.conv import LightGCNConv
+from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.losses import bpr_loss, embedding_l2
 from mmgraph.nn.structure import (
     ModalityGraphGenerator,
@@ -94,6 +95,7 @@ class MMSSL(Recommender):
         - *The critic has no batch norm and a linear output (a plain WGAN-GP critic); the code's BN and sigmoid x 100 stop it from learning (see AdversarialDiscriminator).
         - *Real rows are softmax((R + s·g)/τ); the code's precedence gives softmax(R + s·g/τ), nearly uniform over all items.
         - *The recommender's learning rate follows 0.96^(epoch/50); the code builds that scheduler and never steps it.
+        - *Negatives come from the trainer's ``negative_pool`` (default: items with a training interaction, MMRec's loader); the code draws them from all items.
         - Every modality of the dataset is used (TikTok here: audio + image); the code takes exactly image + text.
         - The critic step reuses the generator step's forward pass (detached), so both see one dropout mask; the code runs a second, no-grad forward.
         - ``num_candidates > 0`` (new): the critic reads C sampled items per step (rows sorted into score profiles), for catalogues too large for an I-wide critic.
@@ -124,6 +126,9 @@ class MMSSL(Recommender):
         symmetric_norm: LightGCN's :math:`D_u^{-1/2} R D_i^{-1/2}` on every graph instead of
             the released code's one-sided form (an ablation; ignored when ``reference``).
         reference: reproduce the released code (the starred deviations above).
+        item_id_dropout: cold-start option (:class:`~mmgraph.nn.ItemIDDropout`): the chance
+            that an item's ID row is zeroed in a training step; items without training
+            interactions are then ranked with a zero ID row. 0 (default) turns it off.
     """
 
     name = "mmssl"
@@ -164,6 +169,7 @@ class MMSSL(Recommender):
         num_candidates: int = 0,
         symmetric_norm: bool = False,
         reference: bool = False,
+        item_id_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
         if not features:
@@ -188,6 +194,7 @@ class MMSSL(Recommender):
 
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.encoders = nn.ModuleList(
             nn.Linear(x.size(1), embedding_dim) for x in features.values()
         )
@@ -259,7 +266,8 @@ class MMSSL(Recommender):
     def propagate(self) -> MMSSLOutput:
         """The full forward pass (:class:`MMSSLOutput`)."""
         modality_user, modality_item = self.modality_branch()
-        id_user, id_item = self.user_embedding.weight, self.item_embedding.weight
+        id_user = self.user_embedding.weight
+        id_item = self.id_dropout(self.item_embedding.weight)
         generated = self.structure.graphs(self.train_graph)
         structure_user = [self._to_users(id_item, graph) for graph in generated]
         structure_item = [self._to_items(id_user, graph) for graph in generated]
@@ -378,8 +386,12 @@ class MMSSL(Recommender):
         batch_size: int,
         generator: torch.Generator,
         device: torch.device,
+        negative_pool: str = "train",
     ) -> DistinctUserSampler:
-        return DistinctUserSampler(dataset, batch_size, generator, device)
+        """Distinct-user batches; ``reference`` draws negatives from all items, as the
+        released code does, whatever ``negative_pool`` says."""
+        pool = "all" if self.reference else negative_pool
+        return DistinctUserSampler(dataset, batch_size, generator, device, pool)
 
     def on_epoch_start(self, epoch: int) -> None:
         self._batch_index = 0

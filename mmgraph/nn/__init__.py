@@ -19,6 +19,7 @@ from mmgraph.nn.encoders import (
     UserItemInput,
     stack_user_item_inputs,
 )
+from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import (
     LatentItemGraph,
     cosine_edge_weights,
@@ -52,6 +53,7 @@ __all__ = [
     "FeatureProjector",
     "GraphPerturbation",
     "ItemGraphPropagation",
+    "ItemIDDropout",
     "LatentItemGraph",
     "LightGCNConv",
     "LightGCNEncoder",

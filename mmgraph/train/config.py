@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from mmgraph.data.sampling import NEGATIVE_POOLS
 from mmgraph.errors import ConfigError
 from mmgraph.models.base import Recommender
 
@@ -45,6 +46,8 @@ class TrainConfig:
         ks: cut-offs of the reported metrics.
         seed: seed of python, numpy, torch and the sampler.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        negative_pool: where BPR negatives come from: ``"train"`` (items with a training
+            interaction, MMRec's loader) or ``"all"`` (:mod:`mmgraph.data.sampling`).
     """
 
     epochs: int = 1000
@@ -58,6 +61,7 @@ class TrainConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
     seed: int = 2024
     device: str = "cpu"
+    negative_pool: str = "train"
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
@@ -65,6 +69,11 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
+        if self.negative_pool not in NEGATIVE_POOLS:
+            raise ConfigError(
+                f"negative_pool must be one of {', '.join(NEGATIVE_POOLS)}, "
+                f"got {self.negative_pool!r}"
+            )
         if not self.ks or any(k < 1 for k in self.ks):
             raise ConfigError(f"ks must be positive integers, got {self.ks}")
         metric, _, cutoff = self.valid_metric.partition("@")

@@ -145,7 +145,11 @@ class Trainer:
         elif self.out_dir is not None:
             self._on_main(self._check_fresh_out_dir)
         sampler = self.model.make_sampler(
-            self.dataset, self.settings.batch_size, self.generator, self.device
+            self.dataset,
+            self.settings.batch_size,
+            self.generator,
+            self.device,
+            negative_pool=self.settings.negative_pool,
         )
         if self.distributed is not None:
             sampler = ShardedSampler(sampler, self.distributed.rank, self.distributed.world_size)
@@ -238,9 +242,14 @@ class Trainer:
         else:
             self.state.bad_evals += 1
         metric = self.settings.valid_metric
+        parts = "".join(
+            f" {part} {valid[f'{part}/{metric}']:.4f}"
+            for part in ("cold", "warm")
+            if f"{part}/{metric}" in valid
+        )
         self.log(
-            f"epoch {epoch:4d}  valid {metric} {score:.4f}  "
-            f"best {self.state.best_score:.4f} @ {self.state.best_epoch}"
+            f"epoch {epoch:4d}  valid {metric} {score:.4f}{f' ({parts.strip()})' if parts else ''}"
+            f"  best {self.state.best_score:.4f} @ {self.state.best_epoch}"
         )
         return {"valid": valid, "eval_seconds": seconds, "improved": improved}
 
