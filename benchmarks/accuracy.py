@@ -358,18 +358,27 @@ def summarise(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _paired_tests(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Wilcoxon signed-rank tests over users of ``row``'s model against :data:`BASELINE` on
-    the same dataset, each user's test metric averaged over the model's seeds first."""
-    baseline = [
+    the same dataset, each user's test metric averaged over the model's seeds first.
+
+    The baseline row is the :data:`BASELINE` run whose overrides are all the row's own (a
+    ``--set patience=50`` given to every model is in both), the one with the most of them.
+    """
+    own = row["overrides"].items()
+    baselines = [
         r
         for r in rows
-        if r["dataset"] == row["dataset"] and r["model"] == BASELINE and not r["overrides"]
+        if r["dataset"] == row["dataset"]
+        and r["model"] == BASELINE
+        and r["overrides"].items() <= own
+        and r["per_user"]
     ]
-    if (row["model"] == BASELINE and not row["overrides"]) or not baseline or not row["per_user"]:
+    if not baselines or not row["per_user"]:
         return {}
-    if not baseline[0]["per_user"]:
+    baseline = max(baselines, key=lambda r: len(r["overrides"]))
+    if baseline is row:
         return {}
     mine = average_per_user([read_per_user(_repo_path(p)) for p in row["per_user"]])
-    theirs = average_per_user([read_per_user(_repo_path(p)) for p in baseline[0]["per_user"]])
+    theirs = average_per_user([read_per_user(_repo_path(p)) for p in baseline["per_user"]])
     out = {}
     for metric in TESTED_METRICS:
         try:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mmgraph.cli import main
+from mmgraph.eval import paired_test, read_per_user
 from tests.helpers import tiny_dataset
 
 
@@ -53,6 +54,23 @@ def test_evaluate_prints_the_split_metrics(trained_run, capsys):
     assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--split", "test"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == pytest.approx(json.loads((out / "metrics.json").read_text())["test"])
+
+
+def test_evaluate_per_user_writes_values_whose_means_are_the_printed_metrics(trained_run, capsys):
+    _, out = trained_run
+    capsys.readouterr()
+    table = out / "per_user.tsv"
+    argv = ["evaluate", "--checkpoint", str(out / "best.pt"), "--per-user", str(table)]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    values = read_per_user(table)
+    test_users = {u for u, _ in tiny_dataset().edge_index("test").T.tolist()}
+    assert values["user"].tolist() == sorted(test_users)
+    for key in ("recall@20", "ndcg@10", "warm/recall@20"):
+        assert np.nanmean(values[key]) == pytest.approx(printed[key], rel=1e-12)
+    assert np.isfinite(values["recall@20"]).all()
+    # A model compared with itself differs nowhere: p = 1.
+    assert paired_test(values, values, "recall@20").p_value == 1.0
 
 
 def test_recommend_prints_tsv_without_seen_items(trained_run, capsys):

@@ -270,7 +270,9 @@ def test_training_on_real_tiktok_users_improves_valid_recall():
     with pytest.warns(UserWarning):  # the loader reports the cold users it drops
         full = load_dataset(shared_data_dir() / "tiktok")
     data = user_slice(full, 2000, 3000)  # 1000 users, ~10k interactions, image + audio
-    settings = {"epochs": 3, "lr": 1e-3, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
+    # 5 epochs: with MMRec's negative pool (the default) valid recall rises more slowly on
+    # this slice, whose valid/test items are often absent from its training rows.
+    settings = {"epochs": 5, "lr": 1e-3, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
     settings.update(ks=[20], valid_metric="recall@20")
     run = resolve_config(MENTOR, [("test", settings)])
     seed_everything(0)
