@@ -295,10 +295,11 @@ def format_mean_std(values: Sequence[float | None], digits: int = 4) -> str:
 
 def format_p_value(test: dict[str, Any] | None) -> str:
     """``"+0.003"``: the two-sided p-value signed by the direction of the mean difference
-    against the baseline (``+``: above it); ``"–"`` when there is no test."""
+    against the baseline (``+``: above it; no sign when the means are equal); ``"–"`` when there
+    is no test."""
     if test is None:
         return "–"
-    sign = "+" if test["difference"] > 0 else "−" if test["difference"] < 0 else "±"
+    sign = "+" if test["difference"] > 0 else "−" if test["difference"] < 0 else ""
     return f"{sign}{test['p_value']:.2g}"
 
 
