@@ -233,6 +233,18 @@ def _check_device(device: str) -> None:
         raise ConfigError(f"device {device!r} requested but CUDA is not available")
 
 
+def _check_output_folder(out: Path) -> None:
+    """``out`` exists (created if needed) as a folder this process can write to."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: the folder is not writable")
+
+
 def _train(args: argparse.Namespace) -> int:
     previous = None
     if args.resume:
@@ -245,11 +257,12 @@ def _train(args: argparse.Namespace) -> int:
         if not args.dataset:
             raise ConfigError("--dataset is required")
         dataset_ref = args.dataset
-    dataset = load_dataset(dataset_ref)
-    config = _resolve_run(args, previous)
-    out = Path(args.out or f"runs/{config.model}-{dataset.name}")
+    config = _resolve_run(args, previous)  # a bad value fails before the data loads
     settings = config.train
     _check_device(settings.device)
+    dataset = load_dataset(dataset_ref)
+    out = Path(args.out or f"runs/{config.model}-{dataset.name}")
+    _check_output_folder(out)
     if not args.distributed:
         return _fit_and_report(args, dataset, config, out, None)
     joined = torch.distributed.is_initialized()  # a caller's own group is left to it
@@ -546,6 +559,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's flush quiet
         return 0
+    except OSError as exc:  # a path the user gave: missing, not writable, disk full, ...
+        if exc.filename is None:
+            raise
+        print(f"mmgraph: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

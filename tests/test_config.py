@@ -38,9 +38,9 @@ def test_unknown_key_is_an_error_naming_origin_and_suggestion(tmp_path):
         ("epochs=ten", "key 'epochs' expects int"),
         ("lr=fast", "key 'lr' expects float"),
         ("num_layers=2.5", "key 'num_layers' expects int"),
-        ("valid_metric=auc@20", "valid_metric 'auc@20'"),
+        ("valid_metric=auc@20", "valid_metric must be one of recall/ndcg/.* got 'auc@20'"),
         ("valid_metric=recall@30", "cut-off in ks"),
-        ("batch_size=0", "batch_size must be >= 1"),
+        ("batch_size=0", "batch_size must be an integer >= 1, got 0"),
         ("ks=5", "key 'ks' expects list"),
     ],
 )

@@ -231,8 +231,10 @@ def test_configuration_errors():
     with pytest.raises(DataError, match="'mentor' needs item modality features"):
         MENTOR.from_dataset(tiny_dataset())
     data = tiny_dataset(modalities={"image": 8})
-    with pytest.raises(ConfigError, match="temperature, dropout"):
-        MENTOR.from_dataset(data, temperature=0.0, dropout=1.0)
+    with pytest.raises(ConfigError, match=r"mentor temperature must be a number > 0, got 0.0"):
+        MENTOR.from_dataset(data, temperature=0.0)
+    with pytest.raises(ConfigError, match=r"mentor dropout must be a number in \[0, 1\), got 1.0"):
+        MENTOR.from_dataset(data, dropout=1.0)
     with pytest.raises(DataError, match="k < num_items"):
         MENTOR.from_dataset(data, knn_k=20)
     assert get_model("mentor") is MENTOR

@@ -15,6 +15,7 @@ from mmgraph.data.dataset import CSR, InteractionDataset, build_csr
 from mmgraph.data.sampling import Batch, BPRSampler
 from mmgraph.errors import CheckpointError, ConfigError, DataError
 from mmgraph.io import FORMAT_KEY, atomic_torch_save, safe_torch_load
+from mmgraph.models.hparams import COMMON_RULES, Rule
 from mmgraph.nn.ranking import topk_recommendations
 
 MODEL_FORMAT = "mmgraph-model/1"
@@ -60,6 +61,9 @@ class Recommender(nn.Module):
     fused_adam: ClassVar[bool] = False
     #: constructor arguments filled from the dataset, not hyper-parameters.
     dataset_args: ClassVar[tuple[str, ...]] = ("num_users", "num_items", "train_edge_index")
+    #: allowed values of this model's own hyper-parameters (shared keys: ``COMMON_RULES``);
+    #: every hyper-parameter needs a rule (a test checks it).
+    hyperparameter_rules: ClassVar[dict[str, Rule]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -84,6 +88,25 @@ class Recommender(nn.Module):
         params = inspect.signature(cls.__init__).parameters
         skip = {"self", *cls.dataset_args}
         return {key: p.default for key, p in params.items() if key not in skip}
+
+    @classmethod
+    def rules(cls) -> dict[str, Rule]:
+        """The allowed values of each hyper-parameter: the model's rules over the common ones."""
+        merged = {**COMMON_RULES, **cls.hyperparameter_rules}
+        return {key: merged[key] for key in cls.hyperparameters() if key in merged}
+
+    @classmethod
+    def check_hyperparameters(cls, hparams: Mapping[str, Any], origin: str = "") -> None:
+        """Raise a one-line :class:`ConfigError` for the first value outside its rule.
+
+        Subclasses with constraints between keys extend this (and call ``super()``).
+        """
+        for key, rule in cls.rules().items():
+            if key in hparams and not rule.allows(hparams[key]):
+                where = f"{origin}: " if origin else ""
+                raise ConfigError(
+                    f"{where}{cls.name} {key} must be {rule.describe()}, got {hparams[key]!r}"
+                )
 
     @classmethod
     def dataset_inputs(
@@ -121,6 +144,7 @@ class Recommender(nn.Module):
                 f"{dataset.name!r} has none"
             )
         resolved = {**known, **hparams}
+        cls.check_hyperparameters(resolved)
         model = cls(**cls.dataset_inputs(dataset, resolved), **hparams)
         model.hparams = resolved
         return model

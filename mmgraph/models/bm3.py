@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
+from mmgraph.models.hparams import NON_NEGATIVE, Rule
 from mmgraph.nn.conv import LightGCNEncoder
 from mmgraph.nn.encoders import ModalityProjection
 from mmgraph.nn.id_dropout import ItemIDDropout
@@ -57,6 +59,7 @@ class BM3(Recommender):
     """
 
     name = "bm3"
+    hyperparameter_rules: ClassVar[dict[str, Rule]] = {"cl_weight": NON_NEGATIVE}
     requires_features = True
     dataset_args = (*Recommender.dataset_args, "features")
 
@@ -74,8 +77,6 @@ class BM3(Recommender):
         item_id_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)

@@ -85,8 +85,6 @@ class FREEDOM(Recommender):
         item_id_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
         self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)

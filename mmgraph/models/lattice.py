@@ -14,6 +14,7 @@ from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.knn import modality_knn_graphs
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
+from mmgraph.models.hparams import Interval, Rule
 from mmgraph.nn.conv import LightGCNEncoder
 from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import (
@@ -68,6 +69,7 @@ class LATTICE(Recommender):
     """
 
     name = "lattice"
+    hyperparameter_rules: ClassVar[dict[str, Rule]] = {"skip": Interval(0.0, 1.0)}
     requires_features = True
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-4}
     dataset_args = (*Recommender.dataset_args, "features", "original_graphs")

@@ -15,6 +15,7 @@ from mmgraph.data.knn import fused_knn_graph
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import ConfigError
 from mmgraph.models.base import Embeddings, Recommender
+from mmgraph.models.hparams import NON_NEGATIVE, POSITIVE, Choice, Interval, ListOf, Rule
 from mmgraph.nn.alignment import AlignmentHead, gaussian_stats, grouped_gaussian_stats
 from mmgraph.nn.contrastive import ContrastiveHead
 from mmgraph.nn.encoders import (
@@ -116,6 +117,15 @@ class MENTOR(Recommender):
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-4, "batch_size": 2048}
     requires_features = True
     fused_adam = True
+    hyperparameter_rules: ClassVar[dict[str, Rule]] = {
+        "align_weight": NON_NEGATIVE,
+        "align_levels": ListOf(Choice((1, 2, 3, 4))),
+        "mask_weight_f": NON_NEGATIVE,
+        "mask_weight_g": NON_NEGATIVE,
+        "temperature": POSITIVE,
+        "noise_eps": NON_NEGATIVE,
+        "max_contrast_nodes": Interval(2, integer=True, optional=True),
+    }
     dataset_args = (*Recommender.dataset_args, "features", "item_graph")
 
     def __init__(
@@ -149,21 +159,6 @@ class MENTOR(Recommender):
             raise ConfigError(
                 f"item_graph must be [{num_items}, {num_items}], got {list(item_graph.shape)}"
             )
-        _check_hyperparameters(
-            embedding_dim=embedding_dim >= 1,
-            num_layers=num_layers >= 0,
-            knn_k=knn_k >= 1,
-            item_graph_layers=item_graph_layers >= 0,
-            reg_weight=reg_weight >= 0,
-            align_weight=align_weight >= 0,
-            align_levels=bool(align_levels) and set(align_levels) <= {1, 2, 3, 4},
-            mask_weight_f=mask_weight_f >= 0,
-            mask_weight_g=mask_weight_g >= 0,
-            temperature=temperature > 0,
-            dropout=0 <= dropout < 1,
-            noise_eps=noise_eps >= 0,
-            max_contrast_nodes=max_contrast_nodes is None or max_contrast_nodes >= 2,
-        )
         self.reg_weight = reg_weight
         self.align_weight = align_weight
         self.mask_weight_f = mask_weight_f
@@ -358,9 +353,3 @@ def _at_most(nodes: Tensor, limit: int | None) -> Tensor:
     if limit is None or nodes.numel() <= limit:
         return nodes
     return nodes[torch.randperm(nodes.numel(), device=nodes.device)[:limit]].sort().values
-
-
-def _check_hyperparameters(**valid: bool) -> None:
-    bad = [key for key, ok in valid.items() if not ok]
-    if bad:
-        raise ConfigError(f"MENTOR hyper-parameter(s) out of range: {', '.join(bad)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -10,8 +11,9 @@ from torch import Tensor, nn
 
 from mmgraph.data.dataset import InteractionDataset
 from mmgraph.data.sampling import Batch, DistinctUserSampler
-from mmgraph.errors import DataError
+from mmgraph.errors import ConfigError, DataError
 from mmgraph.models.base import Embeddings, Recommender
+from mmgraph.models.hparams import DROP_PROBABILITY, NON_NEGATIVE, POSITIVE, Flag, Interval, Rule
 from mmgraph.nn.adversarial import AdversarialDiscriminator
 from mmgraph.nn.attention import ModalityAttention
 from mmgraph.nn.contrastive import ContrastiveHead
@@ -141,6 +143,35 @@ class MMSSL(Recommender):
     requires_features = True
     separate_loss_terms = frozenset({"loss_critic"})
     dataset_args = (*Recommender.dataset_args, "features")
+    hyperparameter_rules: ClassVar[dict[str, Rule]] = {
+        "drop_rate": DROP_PROBABILITY,
+        "model_cat_rate": NON_NEGATIVE,
+        "id_cat_rate": NON_NEGATIVE,
+        "head_num": Interval(1, integer=True),
+        "critic_lr": POSITIVE,
+        "adv_rate": NON_NEGATIVE,
+        "gp_weight": NON_NEGATIVE,
+        "real_data_tau": POSITIVE,
+        "log_log_scale": NON_NEGATIVE,
+        "ui_pre_scale": NON_NEGATIVE,
+        "tau": POSITIVE,
+        "cl_rate": NON_NEGATIVE,
+        "feat_reg_decay": NON_NEGATIVE,
+        "m_topk_rate": Interval(0.0, 1.0),
+        "min_topk": Interval(0, integer=True),
+        "num_candidates": Interval(0, integer=True),
+        "symmetric_norm": Flag(),
+    }
+
+    @classmethod
+    def check_hyperparameters(cls, hparams: Mapping[str, Any], origin: str = "") -> None:
+        super().check_hyperparameters(hparams, origin)
+        dim, heads = hparams.get("embedding_dim"), hparams.get("head_num")
+        if dim is not None and heads is not None and dim % heads:
+            where = f"{origin}: " if origin else ""
+            raise ConfigError(
+                f"{where}mmssl embedding_dim ({dim}) must be a multiple of head_num ({heads})"
+            )
 
     def __init__(
         self,
@@ -175,7 +206,10 @@ class MMSSL(Recommender):
         if not features:
             raise DataError("MMSSL needs at least one item modality; the dataset has none")
         if not 0 <= num_candidates <= num_items:
-            raise ValueError(f"num_candidates must be in [0, {num_items}], got {num_candidates}")
+            raise ConfigError(
+                f"mmssl num_candidates must be in [0, {num_items}] (the number of items), "
+                f"got {num_candidates}"
+            )
         self.modalities = list(features)
         self.num_layers = num_layers
         self.model_cat_rate = model_cat_rate

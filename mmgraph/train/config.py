@@ -10,8 +10,10 @@ hyper-parameters (its constructor signature). Values are layered, later layers w
 5. ``--set key=value`` overrides,
 6. explicit arguments (``--epochs``, ``--seed``, ``--device``).
 
-An unknown key, or a value of the wrong type, is a :class:`~mmgraph.errors.ConfigError` that
-names the key and where it came from.
+An unknown key, a value of the wrong type or one outside the key's rule (:data:`TRAIN_RULES`,
+the model's :meth:`~mmgraph.models.base.Recommender.rules`) is a
+:class:`~mmgraph.errors.ConfigError` that names the key, the allowed values and where the value
+came from.
 """
 
 from __future__ import annotations
@@ -28,6 +30,35 @@ import yaml
 from mmgraph.data.sampling import NEGATIVE_POOLS
 from mmgraph.errors import ConfigError
 from mmgraph.models.base import Recommender
+from mmgraph.models.hparams import NON_NEGATIVE, POSITIVE, Choice, Interval, ListOf, Pattern, Rule
+
+METRIC_NAMES = ("recall", "ndcg", "precision", "map", "hit")
+
+#: allowed values of the trainer's keys (``valid_metric`` must also name a cut-off in ``ks``).
+TRAIN_RULES: dict[str, Rule] = {
+    "epochs": Interval(1, integer=True),
+    "batch_size": Interval(1, integer=True),
+    "lr": POSITIVE,
+    "weight_decay": NON_NEGATIVE,
+    "patience": Interval(0, integer=True),
+    "valid_metric": Pattern(
+        rf"({'|'.join(METRIC_NAMES)})@[1-9][0-9]*", f"one of {'/'.join(METRIC_NAMES)} @ k"
+    ),
+    "eval_every": Interval(1, integer=True),
+    "eval_batch_size": Interval(1, integer=True),
+    "ks": ListOf(Interval(1, integer=True), unique=True),
+    "seed": Interval(0, 2**32 - 1, integer=True),
+    "device": Pattern(r"cpu|cuda(:[0-9]+)?", "cpu, cuda or cuda:N"),
+    "negative_pool": Choice(NEGATIVE_POOLS),
+}
+
+
+def check_value(key: str, value: Any, rule: Rule, origin: str = "") -> None:
+    """A one-line :class:`ConfigError` naming ``key``, its rule and ``origin`` if ``value``
+    is outside ``rule``."""
+    if not rule.allows(value):
+        where = f"{origin}: " if origin else ""
+        raise ConfigError(f"{where}{key} must be {rule.describe()}, got {value!r}")
 
 
 @dataclass
@@ -64,25 +95,11 @@ class TrainConfig:
     negative_pool: str = "train"
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.patience < 0:
-            raise ConfigError(f"patience must be >= 0, got {self.patience}")
-        if self.negative_pool not in NEGATIVE_POOLS:
+        for key, rule in TRAIN_RULES.items():
+            check_value(key, getattr(self, key), rule)
+        if int(self.valid_metric.partition("@")[2]) not in self.ks:
             raise ConfigError(
-                f"negative_pool must be one of {', '.join(NEGATIVE_POOLS)}, "
-                f"got {self.negative_pool!r}"
-            )
-        if not self.ks or any(k < 1 for k in self.ks):
-            raise ConfigError(f"ks must be positive integers, got {self.ks}")
-        metric, _, cutoff = self.valid_metric.partition("@")
-        if metric not in {"recall", "ndcg", "precision", "map", "hit"} or (
-            not cutoff.isdigit() or int(cutoff) not in self.ks
-        ):
-            raise ConfigError(
-                f"valid_metric {self.valid_metric!r} must be one of recall/ndcg/precision/map/"
-                f"hit @ a cut-off in ks={self.ks}"
+                f"valid_metric {self.valid_metric!r} needs its cut-off in ks={self.ks}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,6 +246,7 @@ def resolve_config(
             for key, v in model_cls.train_defaults.items()
         }
     )
+    rules = {**TRAIN_RULES, **model_cls.rules()}
     for origin, layer in layers:
         for key, value in layer.items():
             if key == "model":
@@ -239,7 +257,10 @@ def resolve_config(
                     + _suggest(key, defaults)
                 )
             values[key] = _coerce(key, value, defaults[key], origin)
+            if key in rules:
+                check_value(key, values[key], rules[key], origin)
     train_keys = {f.name for f in fields(TrainConfig)}
     train = TrainConfig(**{k: v for k, v in values.items() if k in train_keys})
     hparams = {k: v for k, v in values.items() if k not in train_keys}
+    model_cls.check_hyperparameters(hparams)
     return RunConfig(model=model_cls.name, train=train, hparams=hparams)
