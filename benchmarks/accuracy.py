@@ -43,7 +43,6 @@ from mmgraph.eval import (
     average_per_user,
     paired_test,
     read_per_user,
-    run_evaluate,
     write_per_user,
 )
 from mmgraph.models import Recommender, get_model, registered_models
@@ -249,7 +248,6 @@ def run_entry(
             fit_run(
                 dataset,
                 config,
-                run_evaluate,
                 run_dir,
                 model=model,
                 resume=state == "partial",
@@ -317,9 +315,16 @@ def _key(entry: dict[str, Any]) -> tuple[str, str, int]:
     return _entry_variant(entry), entry["dataset"], entry["seed"]
 
 
-def summarise(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarise(
+    entries: Sequence[dict[str, Any]], previous: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """One row per (dataset, model), in order of first appearance: the seeds, per-metric mean
-    and std over the finished seeds (test and valid), and skipped/error reasons."""
+    and std over the finished seeds (test and valid), skipped/error reasons and paired tests.
+
+    Per-user files live in the run folders, which are not committed: where one of a test's
+    files is gone, the row keeps the test of ``previous`` (an earlier summary of the same
+    report) if that was made from the same files.
+    """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for entry in entries:
         groups.setdefault((entry["dataset"], _entry_variant(entry)), []).append(entry)
@@ -352,18 +357,27 @@ def summarise(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         row["overrides"] = group[0]["overrides"]
         row["per_user"] = [e["per_user"] for e in done if e.get("per_user")]
         rows.append(row)
+    stored = {(r["dataset"], _row_variant(r)): r for r in previous}
     for row in rows:
-        row["paired_test"] = _paired_tests(row, rows)
+        try:
+            row["paired_test"] = _paired_tests(row, rows)
+        except FileNotFoundError:
+            old = stored.get((row["dataset"], _row_variant(row)), {})
+            same_files = old.get("per_user") == row["per_user"]
+            baseline_old = _baseline_files(old, previous) if same_files else None
+            if not same_files or baseline_old != _baseline_files(row, rows):
+                raise
+            row["paired_test"] = old["paired_test"]
     return rows
 
 
-def _paired_tests(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Wilcoxon signed-rank tests over users of ``row``'s model against :data:`BASELINE` on
-    the same dataset, each user's test metric averaged over the model's seeds first.
+def _row_variant(row: dict[str, Any]) -> str:
+    return variant(row["model"], [f"{k}={v}" for k, v in row["overrides"].items()])
 
-    The baseline row is the :data:`BASELINE` run whose overrides are all the row's own (a
-    ``--set patience=50`` given to every model is in both), the one with the most of them.
-    """
+
+def _baseline_row(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The :data:`BASELINE` run whose overrides are all the row's own (a ``--set
+    patience=50`` given to every model is in both), the one with the most of them."""
     own = row["overrides"].items()
     baselines = [
         r
@@ -373,11 +387,24 @@ def _paired_tests(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[s
         and r["overrides"].items() <= own
         and r["per_user"]
     ]
-    if not baselines or not row["per_user"]:
+    return max(baselines, key=lambda r: len(r["overrides"])) if baselines else None
+
+
+def _baseline_files(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> list[str] | None:
+    baseline = _baseline_row(row, rows)
+    return baseline["per_user"] if baseline else None
+
+
+def _paired_tests(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Wilcoxon signed-rank tests over users of ``row``'s model against its baseline row
+    (:func:`_baseline_row`) on the same dataset, each user's test metric averaged over the
+    model's seeds first."""
+    baseline = _baseline_row(row, rows)
+    if baseline is None or not row["per_user"] or baseline is row:
         return {}
-    baseline = max(baselines, key=lambda r: len(r["overrides"]))
-    if baseline is row:
-        return {}
+    missing = [p for p in [*row["per_user"], *baseline["per_user"]] if not _repo_path(p).exists()]
+    if missing:
+        raise FileNotFoundError(missing[0])
     mine = average_per_user([read_per_user(_repo_path(p)) for p in row["per_user"]])
     theirs = average_per_user([read_per_user(_repo_path(p)) for p in baseline["per_user"]])
     out = {}
@@ -475,7 +502,7 @@ def load_report(path: Path, tag: str) -> dict[str, Any]:
 
 
 def save_report(report: dict[str, Any], json_path: Path) -> None:
-    report["summary"] = summarise(report["entries"])
+    report["summary"] = summarise(report["entries"], report.get("summary", ()))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     _write(json_path, json.dumps(report, indent=2) + "\n")
     _write(json_path.with_suffix(".md"), markdown(report))

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from mmgraph.data import InteractionDataset
-from mmgraph.eval import run_evaluate
 from mmgraph.models import get_model
 from mmgraph.train import fit_run, resolve_config
 
@@ -19,7 +18,7 @@ def train_and_report(
 ) -> dict:
     """Train ``model_name`` with its paper defaults (plus ``overrides``) and print test metrics."""
     run = resolve_config(get_model(model_name), [("example", overrides)])
-    result = fit_run(dataset, run, run_evaluate, out_dir, progress=True, log=print)
+    result = fit_run(dataset, run, out_dir, progress=True, log=print)
     test = {k: round(v, 4) for k, v in result.test.items() if k.endswith(("@10", "@20"))}
     print(
         f"{model_name} on {dataset.name}: best epoch {result.best_epoch}, test {json.dumps(test)}"

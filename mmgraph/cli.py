@@ -29,17 +29,17 @@ from mmgraph.data.preprocess import (
     read_id_map,
 )
 from mmgraph.errors import CheckpointError, ConfigError, DataError, MMGraphError
-from mmgraph.eval import Evaluator, run_evaluate, write_per_user
-from mmgraph.eval.plot import (
+from mmgraph.eval import Evaluator, write_per_user
+from mmgraph.io import safe_torch_load
+from mmgraph.models import Recommender, get_model, registered_models
+from mmgraph.models.base import MODEL_FORMAT
+from mmgraph.plot import (
     export_tensorboard,
     item_embeddings,
     plot_item_tsne,
     plot_learning_curves,
     read_log,
 )
-from mmgraph.io import safe_torch_load
-from mmgraph.models import Recommender, get_model, registered_models
-from mmgraph.models.base import MODEL_FORMAT
 from mmgraph.train import (
     DistributedContext,
     RunConfig,
@@ -234,15 +234,15 @@ def _check_device(device: str) -> None:
 
 
 def _check_output_folder(out: Path) -> None:
-    """``out`` exists (created if needed) as a folder this process can write to."""
+    """``out`` is a folder this process can write, or can be created as one (nothing is
+    created here: a run that fails before training leaves no folder behind)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: the folder is not writable")
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {existing} is not writable")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -292,7 +292,6 @@ def _fit_and_report(
     result = fit_run(
         dataset,
         config,
-        run_evaluate,
         out,
         resume=args.resume,
         progress=not quiet and sys.stderr.isatty(),
@@ -320,7 +319,7 @@ def _tune(args: argparse.Namespace) -> int:
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     say(f"dataset: {dataset}")
     say(f"grid: {len(points)} points of {', '.join(axis.key for axis in axes)} in {out}")
-    result = tune_grid(dataset, points, run_evaluate, out, command=args.command_line, log=say)
+    result = tune_grid(dataset, points, out, command=args.command_line, log=say)
     say(f"wrote {out / 'tune.csv'}, {out / 'best.json'}")
     print(format_table(result))
     return 0

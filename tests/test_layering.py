@@ -5,7 +5,7 @@ from pathlib import Path
 
 import mmgraph
 
-LAYERS = ["data", "nn", "models", "train", "eval", "cli"]
+LAYERS = ["data", "nn", "models", "eval", "train", "plot", "cli"]
 PACKAGE = Path(mmgraph.__file__).parent
 
 

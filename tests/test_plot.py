@@ -7,8 +7,8 @@ import torch
 
 from mmgraph.cli import main
 from mmgraph.errors import ConfigError, DataError
-from mmgraph.eval.plot import export_tensorboard, item_embeddings, read_log
 from mmgraph.models import LightGCN
+from mmgraph.plot import export_tensorboard, item_embeddings, read_log
 from tests.helpers import tiny_dataset
 from tests.test_cli import write_mmrec_folder
 

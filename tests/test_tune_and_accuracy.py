@@ -10,9 +10,8 @@ import pytest
 from benchmarks.accuracy import TABLE_METRICS, format_mean_std
 from benchmarks.accuracy import main as accuracy_main
 from mmgraph.cli import main
-from mmgraph.eval import run_evaluate
 from mmgraph.models import get_model
-from mmgraph.train import TrainConfig, read_run
+from mmgraph.train import TrainConfig, read_run, runner
 from mmgraph.train.tune import (
     PointResult,
     expand_grid,
@@ -92,17 +91,19 @@ def test_selection_sees_valid_metrics_only():
     assert "test" not in {field.name for field in fields(PointResult)}
 
 
-def test_tune_grid_evaluates_test_once(tmp_path):
+def test_tune_grid_evaluates_test_once(tmp_path, monkeypatch):
     dataset = tiny_dataset()
     splits = []
+    run_evaluator = runner.run_evaluator
 
-    def counting(dataset, settings, shard):
-        evaluate = run_evaluate(dataset, settings, shard)
+    def counting(dataset, settings, shard=None):
+        evaluate = run_evaluator(dataset, settings, shard)
         return lambda model, split: splits.append(split) or evaluate(model, split)
 
+    monkeypatch.setattr(runner, "run_evaluator", counting)
     axes = parse_grid(["lr=1e-2,1e-3"])
     points = expand_grid(get_model("bpr"), axes, fixed_layers=[("cli", {"epochs": 1})])
-    result = tune_grid(dataset, points, counting, tmp_path)
+    result = tune_grid(dataset, points, tmp_path)
     assert splits.count("test") == 1 and splits.count("valid") == 2
     assert set(result.test) >= {"recall@20"} and result.best.valid is not None
 

@@ -5,7 +5,6 @@ from mmgraph.eval.evaluator import (
     Evaluator,
     evaluate_scores,
     model_device,
-    run_evaluate,
 )
 from mmgraph.eval.metrics import ngcf_ndcg, ranking_metrics
 from mmgraph.eval.significance import (
@@ -29,7 +28,6 @@ __all__ = [
     "paired_test",
     "ranking_metrics",
     "read_per_user",
-    "run_evaluate",
     "topk_recommendations",
     "write_per_user",
 ]

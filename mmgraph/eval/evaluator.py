@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -23,10 +22,7 @@ from mmgraph.eval.metrics import ngcf_ndcg as _ngcf_ndcg
 from mmgraph.eval.metrics import ranking_metrics
 from mmgraph.nn.ranking import topk_recommendations
 
-if TYPE_CHECKING:
-    from mmgraph.train.config import TrainConfig
-
-__all__ = ["DEFAULT_KS", "Evaluator", "evaluate_scores", "run_evaluate"]
+__all__ = ["DEFAULT_KS", "Evaluator", "evaluate_scores"]
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20, 50)
 
@@ -360,14 +356,3 @@ class Evaluator:
                 item_parts=parts,
                 per_user=per_user,
             )
-
-
-def run_evaluate(
-    dataset: InteractionDataset, settings: TrainConfig, shard: tuple[int, int] | None = None
-) -> Callable[[nn.Module, Split], dict[str, float]]:
-    """The ``evaluate(model, split)`` of a run: an :class:`Evaluator` with the run's ``ks`` and
-    ``eval_batch_size``. ``mmgraph train``, ``mmgraph tune`` and the accuracy benchmark pass
-    it to :func:`mmgraph.train.fit_run` (the trainer sits below this layer)."""
-    return Evaluator(
-        dataset, ks=settings.ks, batch_size=settings.eval_batch_size, shard=shard
-    ).evaluate

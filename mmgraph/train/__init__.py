@@ -10,19 +10,18 @@ from mmgraph.train.config import (
 )
 from mmgraph.train.distributed import DistributedContext, destroy_distributed, init_distributed
 from mmgraph.train.runner import (
-    MakeEvaluate,
     RunSummary,
     build_model,
     evaluate_checkpoint,
     fit_run,
     read_run,
+    run_evaluator,
     run_folder_state,
 )
 from mmgraph.train.trainer import Trainer, TrainingDiverged, TrainResult, seed_everything
 
 __all__ = [
     "DistributedContext",
-    "MakeEvaluate",
     "RunConfig",
     "RunSummary",
     "TrainConfig",
@@ -38,6 +37,7 @@ __all__ = [
     "read_config_file",
     "read_run",
     "resolve_config",
+    "run_evaluator",
     "run_folder_state",
     "seed_everything",
 ]

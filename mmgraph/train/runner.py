@@ -1,9 +1,8 @@
 """One configured run: build the model, fit it with the shared trainer, read its folder back.
 
 ``mmgraph train``, ``mmgraph tune`` (one run per grid point) and ``benchmarks/accuracy.py``
-all train through :func:`fit_run`, so a run means the same thing everywhere. The evaluator is
-passed in as a factory (:func:`mmgraph.eval.run_evaluate`): the trainer's layer sits below
-``mmgraph.eval``.
+all train through :func:`fit_run`, so a run means the same thing everywhere, evaluated by
+:func:`run_evaluator`.
 
 A run folder holds what :class:`~mmgraph.train.Trainer` writes (``best.pt``, ``last.pt``,
 ``log.jsonl``, ``metrics.json``); :func:`run_folder_state` tells whether a folder is new,
@@ -23,6 +22,7 @@ from typing import Any, Literal
 from mmgraph.allocator import retain_freed_memory
 from mmgraph.data.dataset import InteractionDataset
 from mmgraph.errors import CheckpointError, ConfigError
+from mmgraph.eval import Evaluator
 from mmgraph.io import safe_torch_load
 from mmgraph.models import get_model
 from mmgraph.models.base import MODEL_FORMAT, Recommender
@@ -30,11 +30,17 @@ from mmgraph.train.config import RunConfig, TrainConfig
 from mmgraph.train.distributed import DistributedContext
 from mmgraph.train.trainer import EvaluateFn, Trainer, TrainResult, seed_everything
 
-#: ``make_evaluate(dataset, settings, shard) -> evaluate(model, split)``, e.g.
-#: :func:`mmgraph.eval.run_evaluate`; ``shard`` is ``(rank, world_size)`` or ``None``.
-MakeEvaluate = Callable[[InteractionDataset, TrainConfig, tuple[int, int] | None], EvaluateFn]
-
 RunState = Literal["new", "partial", "finished"]
+
+
+def run_evaluator(
+    dataset: InteractionDataset, settings: TrainConfig, shard: tuple[int, int] | None = None
+) -> EvaluateFn:
+    """The ``evaluate(model, split)`` of a run: an :class:`~mmgraph.eval.Evaluator` with the
+    run's ``ks`` and ``eval_batch_size``; ``shard`` is ``(rank, world_size)`` or ``None``."""
+    return Evaluator(
+        dataset, ks=settings.ks, batch_size=settings.eval_batch_size, shard=shard
+    ).evaluate
 
 
 def build_model(dataset: InteractionDataset, config: RunConfig) -> Recommender:
@@ -46,7 +52,6 @@ def build_model(dataset: InteractionDataset, config: RunConfig) -> Recommender:
 def fit_run(
     dataset: InteractionDataset,
     config: RunConfig,
-    make_evaluate: MakeEvaluate,
     out_dir: str | os.PathLike | None = None,
     *,
     model: Recommender | None = None,
@@ -64,7 +69,6 @@ def fit_run(
     Args:
         dataset: the data.
         config: the resolved run configuration (:func:`~mmgraph.train.resolve_config`).
-        make_evaluate: the evaluator factory (:data:`MakeEvaluate`).
         out_dir: the run folder (``None``: nothing is written).
         model: an already built model (:func:`build_model`); built here when ``None``.
         resume: continue the run in ``out_dir`` from its ``last.pt``.
@@ -85,7 +89,7 @@ def fit_run(
         model,
         dataset,
         config,
-        make_evaluate(dataset, config.train, shard),
+        run_evaluator(dataset, config.train, shard),
         out_dir=out_dir,
         progress=progress,
         log=log,
@@ -203,7 +207,6 @@ def read_run(out_dir: str | os.PathLike, settings: TrainConfig) -> RunSummary:
 def evaluate_checkpoint(
     path: str | os.PathLike,
     dataset: InteractionDataset,
-    make_evaluate: MakeEvaluate,
     settings: TrainConfig,
     split: str = "test",
 ) -> dict[str, float]:
@@ -216,4 +219,4 @@ def evaluate_checkpoint(
     if (exported.get("dataset") or {}).get("fingerprint") != dataset.fingerprint:
         raise CheckpointError(f"{path}: was trained on other data than {dataset.name!r}")
     model = Recommender.from_export(exported, dataset).to(settings.device)
-    return make_evaluate(dataset, settings, None)(model, split)
+    return run_evaluator(dataset, settings)(model, split)

@@ -40,7 +40,6 @@ from mmgraph.train.config import (
     resolve_config,
 )
 from mmgraph.train.runner import (
-    MakeEvaluate,
     evaluate_checkpoint,
     fit_run,
     read_run,
@@ -291,7 +290,6 @@ def select_point(valid_metrics: Sequence[Mapping[str, float] | None], metric: st
 def tune_grid(
     dataset: InteractionDataset,
     points: Sequence[GridPoint],
-    make_evaluate: MakeEvaluate,
     out_dir: str | os.PathLike,
     *,
     command: str = "",
@@ -307,7 +305,6 @@ def tune_grid(
     Args:
         dataset: the data every point trains on.
         points: the grid (:func:`expand_grid`).
-        make_evaluate: the evaluator factory (:func:`mmgraph.eval.run_evaluate`).
         out_dir: the search's folder.
         command: the command line, recorded in ``best.json``.
         log: receives progress lines (``None``: silent).
@@ -336,7 +333,6 @@ def tune_grid(
                 fit_run(
                     dataset,
                     point.config,
-                    make_evaluate,
                     run_dir,
                     resume=state == "partial",
                     evaluate_test=False,
@@ -365,9 +361,7 @@ def tune_grid(
         raise MMGraphError(f"no grid point finished training; see {out / 'tune.csv'}")
     best = results[chosen]
     settings = best.point.config.train
-    test = evaluate_checkpoint(
-        out / best.point.name / "best.pt", dataset, make_evaluate, settings, "test"
-    )
+    test = evaluate_checkpoint(out / best.point.name / "best.pt", dataset, settings, "test")
     result = TuneResult(results, chosen, metric, test, command)
     _write_best(out / "best.json", result, dataset)
     return result
