@@ -51,7 +51,14 @@ from mmgraph.train import (
     read_config_file,
     resolve_config,
 )
-from mmgraph.train.tune import expand_grid, format_table, parse_grid, read_grid_file, tune_grid
+from mmgraph.train.tune import (
+    expand_grid,
+    format_table,
+    model_grid,
+    parse_grid,
+    read_grid_file,
+    tune_grid,
+)
 
 #: ``(origin, {key: value})``: one layer of configuration, as :func:`resolve_config` takes it.
 Layer = tuple[str, dict[str, Any]]
@@ -312,7 +319,10 @@ def _tune(args: argparse.Namespace) -> int:
     model_name, base, fixed = _config_layers(args)
     axes = read_grid_file(args.grid_file) if args.grid_file else []
     axes += parse_grid(args.grid)
-    points = expand_grid(get_model(model_name), axes, base, fixed)
+    model_cls = get_model(model_name)
+    if not axes:
+        axes = model_grid(model_cls)
+    points = expand_grid(model_cls, axes, base, fixed)
     _check_device(points[0].config.train.device)
     dataset = load_dataset(args.dataset)
     out = Path(args.out or f"runs/tune-{points[0].config.model}-{dataset.name}")

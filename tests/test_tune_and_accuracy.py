@@ -10,11 +10,12 @@ import pytest
 from benchmarks.accuracy import TABLE_METRICS, format_mean_std
 from benchmarks.accuracy import main as accuracy_main
 from mmgraph.cli import main
-from mmgraph.models import get_model
+from mmgraph.models import get_model, registered_models
 from mmgraph.train import TrainConfig, read_run, runner
 from mmgraph.train.tune import (
     PointResult,
     expand_grid,
+    model_grid,
     parse_grid,
     select_point,
     tune_grid,
@@ -76,6 +77,24 @@ def test_unknown_grid_key_is_one_error_line_before_anything_runs(tmp_path, capsy
     assert len(err) == 1 and err[0].startswith("mmgraph: error: --grid: unknown config key")
     assert "'num_layer'" in err[0] and "did you mean num_layers" in err[0]
     assert not (tmp_path / "t").exists()
+
+
+def test_tune_without_a_grid_searches_the_models_own(tmp_path, capsys):
+    out = tmp_path / "t"
+    argv = ["tune", "--model", "bpr", "--dataset", NO_FEATURES, "--set", "batch_size=512",
+            "--epochs", "1", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    rows = _read_csv(out / "tune.csv")
+    assert [float(row["reg_weight"]) for row in rows] == list(
+        get_model("bpr").search_grid["reg_weight"]
+    )
+
+
+def test_every_model_grid_resolves_to_distinct_valid_points():
+    for name, cls in registered_models().items():
+        points = expand_grid(cls, model_grid(cls))  # resolves and checks every point's values
+        sizes = [len(values) for values in cls.search_grid.values()]
+        assert len(points) == math.prod(sizes) >= 4, name
 
 
 def test_selection_sees_valid_metrics_only():

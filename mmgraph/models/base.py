@@ -64,6 +64,9 @@ class Recommender(nn.Module):
     #: allowed values of this model's own hyper-parameters (shared keys: ``COMMON_RULES``);
     #: every hyper-parameter needs a rule (a test checks it).
     hyperparameter_rules: ClassVar[dict[str, Rule]] = {}
+    #: the grid its authors (or MMRec's config for it) searched: config key -> values, any
+    #: trainer or model key; ``mmgraph tune`` searches it when no ``--grid`` is given.
+    search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,12 @@ class BM3(Recommender):
     """
 
     name = "bm3"
+    #: MMRec's BM3.yaml (8 points)
+    search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "num_layers": (1, 2),
+        "reg_weight": (0.1, 0.01),
+        "dropout": (0.3, 0.5),
+    }
     hyperparameter_rules: ClassVar[dict[str, Rule]] = {"cl_weight": NON_NEGATIVE}
     requires_features = True
     dataset_args = (*Recommender.dataset_args, "features")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from torch import Tensor, nn
 
 from mmgraph.data.sampling import Batch
@@ -19,6 +21,10 @@ class BPRMF(Recommender):
     """
 
     name = "bpr"
+    #: MMRec's BPR.yaml
+    search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "reg_weight": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+    }
 
     def __init__(
         self,

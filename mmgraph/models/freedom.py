@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -65,6 +65,11 @@ class FREEDOM(Recommender):
     """
 
     name = "freedom"
+    #: MMRec's FREEDOM.yaml (8 points)
+    search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "dropout": (0.8, 0.9),
+        "reg_weight": (0.0, 1e-5, 1e-4, 1e-3),
+    }
     requires_features = True
     dataset_args = (*Recommender.dataset_args, "features", "item_graph")
 

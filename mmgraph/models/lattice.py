@@ -69,6 +69,11 @@ class LATTICE(Recommender):
     """
 
     name = "lattice"
+    #: MMRec's LATTICE.yaml (16 points)
+    search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "reg_weight": (0.0, 1e-5, 1e-4, 1e-3),
+        "lr": (1e-4, 5e-4, 1e-3, 5e-3),
+    }
     hyperparameter_rules: ClassVar[dict[str, Rule]] = {"skip": Interval(0.0, 1.0)}
     requires_features = True
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-4}

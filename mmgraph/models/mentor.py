@@ -114,6 +114,11 @@ class MENTOR(Recommender):
     """
 
     name = "mentor"
+    #: the released MENTOR.yaml (6 points)
+    search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "mask_weight_g": (1e-4, 1e-3),
+        "temperature": (0.2, 0.4, 0.6),
+    }
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-4, "batch_size": 2048}
     requires_features = True
     fused_adam = True

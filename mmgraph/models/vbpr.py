@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +47,10 @@ class VBPR(Recommender):
     """
 
     name = "vbpr"
+    #: MMRec's VBPR.yaml
+    search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "reg_weight": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+    }
     requires_features = True
     dataset_args = (*Recommender.dataset_args, "features")
 

@@ -202,6 +202,21 @@ def read_grid_file(path: str | os.PathLike) -> list[GridAxis]:
     return axes
 
 
+def model_grid(model_cls: type[Recommender]) -> list[GridAxis]:
+    """The axes of ``model_cls``'s own :attr:`~mmgraph.models.base.Recommender.search_grid`.
+
+    Raises:
+        ConfigError: the model declares none.
+    """
+    if not model_cls.search_grid:
+        raise ConfigError(
+            f"model {model_cls.name!r} declares no search grid: give --grid KEY=V1,V2,... "
+            "or --grid-file FILE"
+        )
+    origin = f"{model_cls.name}.search_grid"
+    return [GridAxis(key, tuple(values), origin) for key, values in model_cls.search_grid.items()]
+
+
 def expand_grid(
     model_cls: type[Recommender],
     axes: Sequence[GridAxis],
