@@ -45,7 +45,7 @@ def measure(
     import torch
 
     from mmgraph.allocator import retain_freed_memory
-    from mmgraph.data.knn import knn_neighbours, neighbour_edges, similarity_block_shape
+    from mmgraph.data.knn import knn_neighbors, neighbor_edges, similarity_block_shape
 
     retain_freed_memory()  # as mmgraph train does (fit_run)
     generator = torch.Generator().manual_seed(seed)
@@ -57,7 +57,7 @@ def measure(
     rows = items if max_rows is None else min(max_rows, items)
     block_rows, tile_items = similarity_block_shape(items)
     begin = time.perf_counter()
-    searched = knn_neighbours(features, k, stop=rows)
+    searched = knn_neighbors(features, k, stop=rows)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     search_seconds = time.perf_counter() - begin
@@ -65,14 +65,14 @@ def measure(
     neighbours[:rows] = searched
     del searched
     begin = time.perf_counter()
-    _, weight = neighbour_edges(neighbours)
+    _, weight = neighbor_edges(neighbours)
     assemble_seconds = time.perf_counter() - begin
     result = {
         "items": items,
         "dim": dim,
         "k": k,
         "rows_searched": rows,
-        "block_rows": block_rows,  # knn_neighbours' default block: queries x a tile of items
+        "block_rows": block_rows,  # knn_neighbors' default block: queries x a tile of items
         "tile_items": tile_items,
         "search_seconds": search_seconds,
         "build_seconds_estimated": search_seconds * items / rows + assemble_seconds,

@@ -21,7 +21,7 @@ from tests.test_graph_and_conv import dense_lightgcn_adjacency, random_edges
 
 
 def raw_knn(features: torch.Tensor, k: int) -> torch.Tensor:
-    """LATTICE's dense build_sim -> top-k with the cosine values kept (build_knn_neighbourhood)."""
+    """LATTICE's dense build_sim -> top-k with the cosine values kept (build_knn_neighborhood)."""
     unit = features / features.norm(dim=1, keepdim=True)
     sim = unit @ unit.T
     values, index = sim.topk(k, dim=1)

@@ -8,7 +8,7 @@ from mmgraph.data.knn import (
     fused_knn_graph,
     knn_cache_key,
     knn_graph,
-    knn_neighbours,
+    knn_neighbors,
     modality_knn_graphs,
 )
 from mmgraph.errors import ConfigError, DataError
@@ -31,7 +31,7 @@ def dense(edge_index, weight, n):
     return matrix
 
 
-def normalised_from_binary(binary):
+def normalized_from_binary(binary):
     """D_row^{-1/2} A D_col^{-1/2} with r = row sums on both sides (MENTOR's formula)."""
     r = binary.sum(1)
     inv = torch.where(r > 0, r.pow(-0.5), torch.zeros_like(r))
@@ -47,7 +47,7 @@ def test_knn_graph_equals_dense_brute_force_without_ties(include_self, chunk_siz
     assert edge_index.shape == (2, 23 * k) and weight.shape == (23 * k,)
     sim = brute_force_similarity(features, include_self)
     binary = torch.zeros(23, 23).scatter_(1, sim.topk(k, dim=1).indices, 1.0)
-    assert torch.allclose(dense(edge_index, weight, 23), normalised_from_binary(binary))
+    assert torch.allclose(dense(edge_index, weight, 23), normalized_from_binary(binary))
     assert torch.allclose(weight, torch.full_like(weight, 1 / k))  # the formula gives 1/k here
 
 
@@ -70,7 +70,7 @@ def test_knn_graph_with_ties_selects_a_valid_top_k(include_self, chunk_size):
         got = sim[item, chosen].sort(descending=True).values
         assert torch.allclose(got, expected)
     binary = (dense(edge_index, torch.ones_like(weight), 30) > 0).float()
-    assert torch.allclose(dense(edge_index, weight, 30), normalised_from_binary(binary))
+    assert torch.allclose(dense(edge_index, weight, 30), normalized_from_binary(binary))
 
 
 def test_knn_graph_edge_convention_matches_message_passing():
@@ -202,12 +202,12 @@ def test_tiled_blocks_equal_the_dense_brute_force(include_self, chunk_size, bloc
     # Tiles of 6, 2, 1 and 1 items: narrower than k too, and the last tile a remainder.
     features = torch.randn(23, 5, generator=torch.Generator().manual_seed(chunk_size))
     k = 4
-    neighbours = knn_neighbours(
+    neighbours = knn_neighbors(
         features, k, include_self=include_self, chunk_size=chunk_size, block_entries=block_entries
     )
     sim = brute_force_similarity(features, include_self)
     assert torch.equal(neighbours, sim.topk(k, dim=1).indices)  # also by decreasing similarity
-    assert torch.equal(neighbours, knn_neighbours(features, k, include_self=include_self))
+    assert torch.equal(neighbours, knn_neighbors(features, k, include_self=include_self))
 
 
 @pytest.mark.parametrize("include_self", [True, False])
@@ -216,7 +216,7 @@ def test_tiled_blocks_with_ties_select_a_valid_top_k(include_self):
     features = torch.randint(0, 2, (30, 3), generator=gen).float()  # many equal rows/cosines
     features[4] = 0.0
     k = 5
-    neighbours = knn_neighbours(
+    neighbours = knn_neighbors(
         features, k, include_self=include_self, chunk_size=4, block_entries=28
     )
     sim = brute_force_similarity(features, include_self)
@@ -242,20 +242,20 @@ def test_default_blocks_tile_the_items_only_beyond_the_minimum_rows(monkeypatch)
     monkeypatch.setattr(knn, "MIN_BLOCK_ROWS", 8)
     monkeypatch.setattr(torch, "topk", recording_topk)
     # 400 entries: 10 full rows >= 8 per block, one tile of all 40 items.
-    assert torch.equal(knn_neighbours(features, 3, block_entries=400), expected)
+    assert torch.equal(knn_neighbors(features, 3, block_entries=400), expected)
     assert tiles == [(10, 40)] * 4
     tiles.clear()
     # 160 entries: 4 full rows < 8, so blocks of 8 queries x tiles of 20 items (+ the merge).
-    assert torch.equal(knn_neighbours(features, 3, block_entries=160), expected)
+    assert torch.equal(knn_neighbors(features, 3, block_entries=160), expected)
     assert tiles == [(8, 20), (8, 20), (8, 6)] * 5
     with pytest.raises(ValueError, match="block_entries"):
-        knn_neighbours(features, 3, block_entries=0)
+        knn_neighbors(features, 3, block_entries=0)
 
 
 def test_neighbours_of_a_row_range_equal_those_rows_of_the_full_build():
     features = torch.randn(50, 7, generator=torch.Generator().manual_seed(3))
-    full = knn_neighbours(features, 5, chunk_size=8)
-    assert torch.equal(knn_neighbours(features, 5, chunk_size=3, start=11, stop=29), full[11:29])
-    assert knn_neighbours(features, 5, start=50, stop=50).shape == (0, 5)
+    full = knn_neighbors(features, 5, chunk_size=8)
+    assert torch.equal(knn_neighbors(features, 5, chunk_size=3, start=11, stop=29), full[11:29])
+    assert knn_neighbors(features, 5, start=50, stop=50).shape == (0, 5)
     with pytest.raises(ValueError, match="start <= stop"):
-        knn_neighbours(features, 5, start=30, stop=20)
+        knn_neighbors(features, 5, start=30, stop=20)

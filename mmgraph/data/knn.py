@@ -45,9 +45,9 @@ __all__ = [
     "fused_knn_graph",
     "knn_cache_key",
     "knn_graph",
-    "knn_neighbours",
+    "knn_neighbors",
     "modality_knn_graphs",
-    "neighbour_edges",
+    "neighbor_edges",
     "similarity_block_shape",
 ]
 
@@ -89,7 +89,7 @@ def knn_graph(
 ) -> tuple[Tensor, Tensor]:
     r"""Cosine top-``k`` neighbours of every item, with MENTOR's normalisation.
 
-    The cosine-similarity matrix is computed one block at a time (:func:`knn_neighbours`), so
+    The cosine-similarity matrix is computed one block at a time (:func:`knn_neighbors`), so
     no dense ``I x I`` matrix ever exists: memory is ``O(I·k)`` plus one block of at most
     :data:`SIMILARITY_BLOCK_ENTRIES` floats (256 MB) whatever ``I``. With the binary kNN
     adjacency :math:`A` (``A[i, j] = 1`` for ``j`` among the neighbours of ``i``) and its row
@@ -111,7 +111,7 @@ def knn_graph(
             top-k runs over the full similarity row, whose maximum is the item itself). Here
             the self-edge is guaranteed, also when a duplicate or all-zero row ties with it.
             ``False`` excludes it.
-        chunk_size: query rows per similarity block (``None``: see :func:`knn_neighbours`).
+        chunk_size: query rows per similarity block (``None``: see :func:`knn_neighbors`).
 
     Returns:
         ``(edge_index [2, I·k], edge_weight [I·k])``: source = neighbour, target = item, sorted
@@ -120,12 +120,12 @@ def knn_graph(
     Raises:
         DataError: bad shape, non-finite features, or ``k`` out of range.
     """
-    return neighbour_edges(
-        knn_neighbours(features, k, include_self=include_self, chunk_size=chunk_size)
+    return neighbor_edges(
+        knn_neighbors(features, k, include_self=include_self, chunk_size=chunk_size)
     )
 
 
-def neighbour_edges(neighbours: Tensor) -> tuple[Tensor, Tensor]:
+def neighbor_edges(neighbours: Tensor) -> tuple[Tensor, Tensor]:
     """``[I, k]`` neighbour ids -> the normalised edge list of :func:`knn_graph`.
 
     Shapes:
@@ -134,10 +134,10 @@ def neighbour_edges(neighbours: Tensor) -> tuple[Tensor, Tensor]:
     num_items, k = neighbours.shape
     target = torch.arange(num_items, device=neighbours.device).repeat_interleave(k)
     edge_index = torch.stack([neighbours.flatten(), target])
-    return edge_index, _symmetric_row_normalisation(edge_index, num_items)
+    return edge_index, _symmetric_row_normalization(edge_index, num_items)
 
 
-def knn_neighbours(
+def knn_neighbors(
     features: Tensor,
     k: int,
     *,
@@ -217,7 +217,7 @@ def knn_neighbours(
 def similarity_block_shape(
     num_items: int, chunk_size: int | None = None, block_entries: int = SIMILARITY_BLOCK_ENTRIES
 ) -> tuple[int, int]:
-    """``(query rows, items per tile)`` of :func:`knn_neighbours`' similarity blocks.
+    """``(query rows, items per tile)`` of :func:`knn_neighbors`' similarity blocks.
 
     ``chunk_size`` rows (``None``: as many full rows of ``num_items`` as fit in
     ``block_entries``, but at least :data:`MIN_BLOCK_ROWS` and at most ``num_items``) against
@@ -232,7 +232,7 @@ def similarity_block_shape(
     return chunk_size, min(num_items, max(1, block_entries // chunk_size))
 
 
-def _symmetric_row_normalisation(edge_index: Tensor, num_items: int) -> Tensor:
+def _symmetric_row_normalization(edge_index: Tensor, num_items: int) -> Tensor:
     """``r_i^{-1/2} r_j^{-1/2}`` per edge ``j -> i``, ``r`` = row sums of the binary matrix."""
     source, target = edge_index
     row_sum = torch.bincount(target, minlength=num_items).float()
@@ -349,7 +349,7 @@ def modality_knn_graphs(
         dataset: a dataset with at least one modality.
         k: neighbours per item.
         include_self: see :func:`knn_graph`.
-        chunk_size: query rows per similarity block (see :func:`knn_neighbours`).
+        chunk_size: query rows per similarity block (see :func:`knn_neighbors`).
         cache_dir: folder of the disk cache; default :func:`default_cache_dir`; ``None``
             disables the disk cache (the in-memory cache on the dataset stays).
 

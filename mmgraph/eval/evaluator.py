@@ -30,7 +30,7 @@ ScoreFn = Callable[[Tensor], Tensor]
 """Maps ``[B]`` user ids to ``[B, num_items]`` scores."""
 
 
-def _normalise_ks(ks: Sequence[int]) -> tuple[int, ...]:
+def _normalize_ks(ks: Sequence[int]) -> tuple[int, ...]:
     out = tuple(sorted({int(k) for k in ks}))
     if not out or out[0] < 1:
         raise ValueError(f"ks must be a non-empty set of positive integers, got {ks!r}")
@@ -110,7 +110,7 @@ def evaluate_scores(
     # per-metric sums fill one row of ``rows`` [num_batches, num_columns] on exactly one rank
     # (zeros elsewhere, so the all_reduce adds only exact zeros), and the rows are then added
     # in batch order, as an unsharded call does.
-    ks = _normalise_ks(ks)
+    ks = _normalize_ks(ks)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     rank, world_size = shard or (0, 1)
@@ -284,7 +284,7 @@ class Evaluator:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.dataset = dataset
-        self.ks = _normalise_ks(ks)
+        self.ks = _normalize_ks(ks)
         self.batch_size = batch_size
         self.ngcf_ndcg = ngcf_ndcg
         self.shard = shard

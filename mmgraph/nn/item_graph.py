@@ -62,7 +62,7 @@ def cosine_knn_edges(features: Tensor, k: int) -> ItemGraph:
     The neighbour *selection* (a top-k, not differentiable) runs without gradient in row
     blocks (:func:`mmgraph.data.knn.knn_graph`: no ``I x I`` matrix); the kept weights are then
     recomputed from ``features`` with gradient, which equals LATTICE's dense
-    ``build_knn_neighbourhood`` in values and gradients (the item itself is one of its ``k``
+    ``build_knn_neighborhood`` in values and gradients (the item itself is one of its ``k``
     neighbours).
 
     Shapes:

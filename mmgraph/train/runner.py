@@ -99,7 +99,7 @@ def fit_run(
     return trainer.fit(resume=resume)
 
 
-def _normalised(config: dict[str, Any]) -> dict[str, Any]:
+def _normalized(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` as it reads back from JSON (tuples become lists)."""
     return json.loads(json.dumps(config))
 
@@ -131,7 +131,7 @@ def run_folder_state(
         raise ConfigError(
             f"{out}: holds a run on other data than {dataset.name!r}; use another output folder"
         )
-    old, new = _normalised(recorded.get("config") or {}), _normalised(config.to_dict())
+    old, new = _normalized(recorded.get("config") or {}), _normalized(config.to_dict())
     changed = [
         f"{key}={old.get(key)!r} (now {new.get(key)!r})"
         for key in sorted(set(old) | set(new))
