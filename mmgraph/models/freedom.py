@@ -14,8 +14,9 @@ from mmgraph.data.knn import fused_knn_graph
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.nn.conv import LightGCNEncoder
-from mmgraph.nn.encoders import ItemGraphPropagation, ModalityProjection
+from mmgraph.nn.encoders import ModalityProjection
 from mmgraph.nn.id_dropout import ItemIDDropout
+from mmgraph.nn.item_graph import ItemGraphPropagation
 from mmgraph.nn.losses import bpr_loss
 from mmgraph.nn.perturb import degree_sensitive_edge_sample
 from mmgraph.nn.sparse import csr_transpose

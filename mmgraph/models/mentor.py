@@ -19,13 +19,13 @@ from mmgraph.models.hparams import NON_NEGATIVE, POSITIVE, Choice, Interval, Lis
 from mmgraph.nn.alignment import AlignmentHead, gaussian_stats, grouped_gaussian_stats
 from mmgraph.nn.contrastive import ContrastiveHead
 from mmgraph.nn.encoders import (
-    ItemGraphPropagation,
     ModalityFusion,
     MultiBranchLightGCN,
     UserItemInput,
     stack_user_item_inputs,
 )
 from mmgraph.nn.functional import bpr_scores
+from mmgraph.nn.item_graph import ItemGraphPropagation
 from mmgraph.nn.losses import bpr_loss
 from mmgraph.nn.masking import FeatureMaskingLoss
 from mmgraph.nn.sparse import csr_transpose

@@ -12,7 +12,6 @@ from mmgraph.nn.contrastive import ContrastiveHead
 from mmgraph.nn.conv import LightGCNConv, LightGCNEncoder
 from mmgraph.nn.encoders import (
     FeatureProjector,
-    ItemGraphPropagation,
     ModalityFusion,
     ModalityProjection,
     MultiBranchLightGCN,
@@ -21,6 +20,7 @@ from mmgraph.nn.encoders import (
 )
 from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import (
+    ItemGraphPropagation,
     LatentItemGraph,
     cosine_edge_weights,
     cosine_knn_edges,
@@ -33,7 +33,7 @@ from mmgraph.nn.losses import bpr_loss, embedding_l2, embedding_norm, negative_c
 from mmgraph.nn.masking import FeatureMaskingLoss
 from mmgraph.nn.perturb import GraphPerturbation, degree_sensitive_edge_sample, drop_edges
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
-from mmgraph.nn.sparse import blocked_sparse_matmul, csr_submatrix, csr_transpose, sparse_matmul
+from mmgraph.nn.sparse import csr_submatrix, csr_transpose, sparse_matmul
 from mmgraph.nn.structure import (
     ModalityGraphGenerator,
     UserItemGraph,
@@ -64,7 +64,6 @@ __all__ = [
     "MultiBranchLightGCN",
     "UserItemGraph",
     "UserItemInput",
-    "blocked_sparse_matmul",
     "bpr_loss",
     "cosine_edge_weights",
     "cosine_knn_edges",

@@ -3,8 +3,8 @@
 A model of this family runs several *branches* (one per modality, an ID branch, noisy copies)
 through the same user–item graph. Each branch has its own layer-0 table
 (:class:`UserItemInput`); :class:`MultiBranchLightGCN` propagates all branches together, since
-the products are independent; :class:`ItemGraphPropagation` adds the item–item kNN hop and
-:class:`ModalityFusion` weighs and concatenates the modality branches per user.
+the products are independent; :class:`~mmgraph.nn.ItemGraphPropagation` adds the item–item
+kNN hop and :class:`ModalityFusion` weighs and concatenates the modality branches per user.
 
 Branches are stacked on a middle axis: ``[num_nodes, num_branches, dim]``.
 """
@@ -20,7 +20,7 @@ from torch.autograd.function import once_differentiable
 
 from mmgraph.nn.functional import l2_normalize, stack_l2_normalized
 from mmgraph.nn.perturb import GraphPerturbation
-from mmgraph.nn.sparse import blocked_sparse_matmul, check_increasing_index, csr_submatrix
+from mmgraph.nn.sparse import check_increasing_index, csr_submatrix, sparse_matmul
 
 
 class FeatureProjector(nn.Module):
@@ -169,13 +169,11 @@ class MultiBranchLightGCN(nn.Module):
     where ``perturb`` is :class:`~mmgraph.nn.GraphPerturbation` for the branches flagged in
     ``perturbed`` and the identity otherwise (MENTOR's noisy views; the noise enters the next
     hop). Each hop equals :class:`~mmgraph.nn.LightGCNConv` applied per branch; here the
-    branches are one ``[N, B·d]`` matrix multiplied by :func:`~mmgraph.nn.blocked_sparse_matmul`.
+    branches are one ``[N, B·d]`` matrix multiplied by :func:`~mmgraph.nn.sparse_matmul`.
 
     Args:
         num_layers: hops ``L`` (MENTOR: 2, hard-coded in its code).
         eps: magnitude of the perturbation noise.
-        block_width: CPU column-block width of the products (``None``: the default of
-            :func:`~mmgraph.nn.blocked_sparse_matmul`).
 
     Only some rows of the output: with ``rows``, the last hop is computed for those rows
     only (a row slice of :math:`\hat A`, :func:`~mmgraph.nn.csr_submatrix`) and its noise is
@@ -198,15 +196,12 @@ class MultiBranchLightGCN(nn.Module):
         is cheaper than a mix (no branch gather).
     """
 
-    def __init__(
-        self, num_layers: int = 2, eps: float = 0.1, block_width: int | None = None
-    ) -> None:
+    def __init__(self, num_layers: int = 2, eps: float = 0.1) -> None:
         super().__init__()
         if num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {num_layers}")
         self.num_layers = num_layers
         self.perturbation = GraphPerturbation(eps)
-        self.block_width = block_width
 
     def forward(
         self,
@@ -244,9 +239,7 @@ class MultiBranchLightGCN(nn.Module):
             else:  # noise is drawn for the flagged branches only
                 out3.index_copy_(1, noisy, self.perturbation.perturb_(out3.index_select(1, noisy)))
 
-        total = _LayerSumPropagation.apply(
-            h, hops, rows, perturb if any(flags) else None, self.block_width
-        )
+        total = _LayerSumPropagation.apply(h, hops, rows, perturb if any(flags) else None)
         return total.view(-1, num_branches, dim)
 
 
@@ -266,17 +259,16 @@ class _LayerSumPropagation(torch.autograd.Function):
         hops: list[tuple[Tensor, Tensor]],
         rows: Tensor | None,
         perturb: Callable[[Tensor], None] | None,
-        block_width: int | None,
     ) -> Tensor:
         h, total = x, x if rows is None else x.index_select(0, rows)
         for layer, (matrix, _) in enumerate(hops):
-            h = blocked_sparse_matmul(matrix, h, None, block_width)
+            h = sparse_matmul(matrix, h)
             if perturb is not None:
                 perturb(h)
             last = layer == len(hops) - 1
             term = h if rows is None or last else h.index_select(0, rows)
             total = total + term if layer == 0 else total.add_(term)
-        ctx.hops, ctx.rows, ctx.block_width = hops, rows, block_width
+        ctx.hops, ctx.rows = hops, rows
         return total
 
     @staticmethod
@@ -285,101 +277,12 @@ class _LayerSumPropagation(torch.autograd.Function):
         rows = ctx.rows
         grad = grad_total
         for _, transpose in reversed(ctx.hops):
-            grad = blocked_sparse_matmul(transpose, grad, None, ctx.block_width)
+            grad = sparse_matmul(transpose, grad)
             if rows is None:
                 grad.add_(grad_total)
             else:
                 grad.index_add_(0, rows, grad_total)
-        return grad, None, None, None, None
-
-
-class ItemGraphPropagation(nn.Module):
-    r"""Hop(s) over a fixed item–item graph (MENTOR: residual; FREEDOM: plain).
-
-    .. math::
-        \text{out} = x + S^{L} x \quad (\text{residual}), \qquad
-        \text{out} = S^{L} x \quad (\text{otherwise})
-
-    with :math:`S` the (fused, row-normalised) kNN graph, e.g.
-    :func:`mmgraph.data.knn.fused_knn_graph`. The graph is linear and shared, so stacked
-    branches ``[I, B·d]`` are propagated in one call.
-
-    Args:
-        num_layers: hops ``L`` over the item graph (MENTOR's ``n_mm_layers`` = 1).
-        block_width: CPU column-block width (see :func:`~mmgraph.nn.blocked_sparse_matmul`).
-        residual: add the input to the result (MENTOR) or not (FREEDOM, whose model adds the
-            result to other item embeddings instead).
-
-    Only some rows of the output: with ``rows``, ``x`` holds only the rows the output's
-    ``rows`` depend on, :meth:`input_rows` (their ``L``-hop neighbourhood, plus themselves
-    when residual), and every hop multiplies the matching submatrix of :math:`S`
-    (:func:`~mmgraph.nn.csr_submatrix`). The result equals the full output's rows.
-
-    Shapes:
-        ``x: [I, D]`` (``[len(input_rows(graph, rows)), D]`` with ``rows``); ``graph: [I, I]``
-        sparse :math:`S`; ``graph_transpose``: :math:`S^T` for the cheap backward (:math:`S`
-        is not symmetric; ``None`` lets torch transpose on every backward); ``rows``: ``[R]``
-        strictly increasing item indices (CSR ``graph``) or ``None`` -> ``[I, D]``
-        (``[R, D]`` with ``rows``).
-    """
-
-    def __init__(
-        self, num_layers: int = 1, block_width: int | None = None, residual: bool = True
-    ) -> None:
-        super().__init__()
-        if num_layers < 0:
-            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
-        self.num_layers = num_layers
-        self.block_width = block_width
-        self.residual = residual
-
-    def forward(
-        self,
-        x: Tensor,
-        graph: Tensor,
-        graph_transpose: Tensor | None = None,
-        rows: Tensor | None = None,
-    ) -> Tensor:
-        if rows is None:
-            h = x
-            for _ in range(self.num_layers):
-                h = blocked_sparse_matmul(graph, h, graph_transpose, self.block_width)
-            if not self.residual:
-                return h
-            return x + h if self.num_layers else x
-        # needed[l]: rows of S^l x that the output reads; needed[-1]: the rows x holds.
-        needed = self._needed_rows(graph, rows)
-        if x.size(0) != needed[-1].numel():
-            raise ValueError(
-                f"x has {x.size(0)} rows; input_rows(graph, rows) has {needed[-1].numel()}"
-            )
-        h, source = x, needed[-1]
-        for target in reversed(needed[:-2]):
-            transpose = None
-            if graph_transpose is not None:
-                transpose = csr_submatrix(graph_transpose, rows=source, cols=target)
-            h = blocked_sparse_matmul(
-                csr_submatrix(graph, rows=target, cols=source), h, transpose, self.block_width
-            )
-            source = target
-        if self.residual and self.num_layers:
-            return x[torch.searchsorted(needed[-1], rows)] + h
-        return h
-
-    def input_rows(self, graph: Tensor, rows: Tensor) -> Tensor:
-        """``[R']`` the sorted rows of ``x`` that the output's ``rows`` depend on."""
-        return self._needed_rows(graph, rows)[-1]
-
-    def _needed_rows(self, graph: Tensor, rows: Tensor) -> list[Tensor]:
-        """``[rows, N(rows), ..., N^L(rows), inputs]``: the rows of each hop's result that the
-        output reads (``N``: the columns of those rows of ``S``), then the rows of ``x``."""
-        check_increasing_index(rows, "rows")
-        needed = [rows]
-        for _ in range(self.num_layers):
-            columns = csr_submatrix(graph, rows=needed[-1]).col_indices()
-            needed.append(_sorted_union(graph.size(1), columns))
-        inputs = _sorted_union(graph.size(1), needed[-1], rows) if self.residual else needed[-1]
-        return [*needed, inputs]
+        return grad, None, None, None
 
 
 class ModalityFusion(nn.Module):
@@ -419,12 +322,3 @@ class ModalityFusion(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         weight = self.weight if users is None else self.weight[users]
         return (weight.unsqueeze(-1) * user_views).flatten(1), item_views.flatten(1)
-
-
-def _sorted_union(size: int, *indices: Tensor) -> Tensor:
-    """The distinct values of ``indices`` (each in ``[0, size)``), sorted: a boolean mask,
-    ten times faster than ``torch.unique`` on MENTOR's 25k kNN columns."""
-    mask = torch.zeros(size, dtype=torch.bool, device=indices[0].device)
-    for index in indices:
-        mask[index] = True
-    return mask.nonzero().squeeze(1)

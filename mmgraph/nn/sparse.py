@@ -63,41 +63,6 @@ def sparse_matmul(adj_t: Tensor, x: Tensor, adj: Tensor | None = None) -> Tensor
     return _SparseMatmul.apply(adj_t, adj, x)
 
 
-#: Default CPU column-block width of :func:`blocked_sparse_matmul`; ``None`` = one product.
-#: Measured on the 2-core CI machine under load (TikTok 16k nodes / Baby 26k nodes, 7 x 64
-#: stacked columns): blocks of 64 were 1.0-1.2x (1 thread) and 2.5-4x (2 threads) slower than
-#: one product, so blocking is opt-in; machines where the CSR product is superlinear in width
-#: (unloaded many-core CPUs) can pass ``block_width=64``.
-CPU_BLOCK_WIDTH: int | None = None
-
-
-def blocked_sparse_matmul(
-    adj_t: Tensor, x: Tensor, adj: Tensor | None = None, block_width: int | None = None
-) -> Tensor:
-    """``adj_t @ x`` for a wide ``x`` of stacked features (several branches side by side).
-
-    On CPU, ``x`` is multiplied in column blocks of ``block_width`` (each block is a separate
-    sparse product, forward and backward), which pays off where torch's CSR product is
-    superlinear in the number of columns; on other devices, or without a width, it is one
-    product. Every product goes through :func:`sparse_matmul` (cheap backward with ``adj``).
-
-    Args:
-        adj_t: ``[N_dst, N_src]`` sparse matrix (CSR recommended).
-        x: ``[N_src, D]`` dense features.
-        adj: ``[N_src, N_dst]`` transpose of ``adj_t`` (itself when symmetric) or ``None``.
-        block_width: CPU block width; default :data:`CPU_BLOCK_WIDTH`.
-
-    Returns:
-        ``[N_dst, D]``, equal to ``adj_t @ x``.
-    """
-    width = CPU_BLOCK_WIDTH if block_width is None else block_width
-    if width is None or x.device.type != "cpu" or x.size(1) <= width:
-        return sparse_matmul(adj_t, x, adj)
-    if width < 1:
-        raise ValueError(f"block_width must be >= 1, got {width}")
-    return torch.cat([sparse_matmul(adj_t, block, adj) for block in x.split(width, dim=1)], dim=1)
-
-
 def csr_transpose(matrix: Tensor) -> Tensor:
     """The transpose of a sparse CSR matrix, again as CSR (for :func:`sparse_matmul`'s ``adj``).
 
