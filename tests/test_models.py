@@ -9,7 +9,7 @@ from mmgraph.data import load_dataset
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import CheckpointError, ConfigError
 from mmgraph.models import BPRMF, LightGCN, Recommender, get_model, registered_models
-from mmgraph.nn.losses import bpr_loss, embedding_l2
+from mmgraph.nn.losses import bpr_loss, embedding_l2, gather_triple, triple_bpr_loss
 from mmgraph.train import resolve_config, seed_everything
 from tests.helpers import tiny_dataset
 from tests.test_graph_and_conv import dense_lightgcn_adjacency
@@ -23,6 +23,17 @@ def test_bpr_loss_and_l2_against_hand_computation():
     a = torch.tensor([[1.0, 2.0], [0.0, 1.0]])  # |a|^2 = 6
     b = torch.tensor([[3.0, 0.0], [0.0, 0.0]])  # |b|^2 = 9
     assert embedding_l2(a, b).item() == pytest.approx((6 + 9) / (2 * 2))
+
+
+def test_triple_head_gathers_the_batch_rows_and_scores_by_inner_product():
+    users = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    items = torch.tensor([[1.0, 1.0], [3.0, 0.0], [0.0, -1.0]])
+    batch = Batch(torch.tensor([1, 0]), torch.tensor([0, 1]), torch.tensor([2, 2]))
+    rows = gather_triple(users, items, batch)
+    assert torch.equal(rows.user, users[[1, 0]]) and torch.equal(rows.neg, items[[2, 2]])
+    # user 1 scores item 0 at 2 and item 2 at -2; user 0 scores item 1 at 3 and item 2 at 0
+    expected = (math.log(1 + math.exp(-4.0)) + math.log(1 + math.exp(-3.0))) / 2
+    assert triple_bpr_loss(*rows).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_lightgcn_forward_is_the_layer_mean_of_dense_propagation():

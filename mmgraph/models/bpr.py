@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
-from mmgraph.nn.losses import bpr_loss, embedding_l2
+from mmgraph.nn.losses import embedding_l2, gather_triple, triple_bpr_loss
 
 
 class BPRMF(Recommender):
@@ -48,11 +48,8 @@ class BPRMF(Recommender):
         return self.user_embedding.weight, self.item_embedding.weight
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
-        user_emb, item_emb = self()
-        u = user_emb.index_select(0, batch.users)
-        pos = item_emb.index_select(0, batch.pos_items)
-        neg = item_emb.index_select(0, batch.neg_items)
+        rows = gather_triple(*self(), batch)
         return {
-            "loss_bpr": bpr_loss((u * pos).sum(-1), (u * neg).sum(-1)),
-            "loss_reg": self.reg_weight * embedding_l2(u, pos, neg),
+            "loss_bpr": triple_bpr_loss(*rows),
+            "loss_reg": self.reg_weight * embedding_l2(*rows),
         }

@@ -17,7 +17,7 @@ from mmgraph.nn.conv import LightGCNEncoder
 from mmgraph.nn.encoders import ModalityProjection
 from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import ItemGraphPropagation
-from mmgraph.nn.losses import bpr_loss
+from mmgraph.nn.losses import triple_bpr_loss
 from mmgraph.nn.perturb import degree_sensitive_edge_sample
 from mmgraph.nn.sparse import csr_transpose
 
@@ -147,14 +147,12 @@ class FREEDOM(Recommender):
         pos, neg = batch.pos_items, batch.neg_items
         loss_modal = u.new_zeros(())
         for projected in self.content().values():
-            loss_modal = loss_modal + bpr_loss(
-                (u * projected.index_select(0, pos)).sum(-1),
-                (u * projected.index_select(0, neg)).sum(-1),
+            loss_modal = loss_modal + triple_bpr_loss(
+                u, projected.index_select(0, pos), projected.index_select(0, neg)
             )
         return {
-            "loss_bpr": bpr_loss(
-                (u * item_emb.index_select(0, pos)).sum(-1),
-                (u * item_emb.index_select(0, neg)).sum(-1),
+            "loss_bpr": triple_bpr_loss(
+                u, item_emb.index_select(0, pos), item_emb.index_select(0, neg)
             ),
             "loss_modal": self.reg_weight * loss_modal,
         }

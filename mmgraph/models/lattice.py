@@ -25,7 +25,7 @@ from mmgraph.nn.item_graph import (
     propagate_items,
     row_sum_normalization,
 )
-from mmgraph.nn.losses import bpr_loss, embedding_l2
+from mmgraph.nn.losses import embedding_l2, gather_triple, triple_bpr_loss
 
 
 class LATTICE(Recommender):
@@ -150,11 +150,8 @@ class LATTICE(Recommender):
             self._epoch_graph = item_graph_csr(graph, self.num_items)
         else:
             graph = self._epoch_graph
-        user_emb, item_emb = self.encode(graph)
-        u = user_emb.index_select(0, batch.users)
-        pos = item_emb.index_select(0, batch.pos_items)
-        neg = item_emb.index_select(0, batch.neg_items)
+        rows = gather_triple(*self.encode(graph), batch)
         return {
-            "loss_bpr": bpr_loss((u * pos).sum(-1), (u * neg).sum(-1)),
-            "loss_reg": self.reg_weight * embedding_l2(u, pos, neg),
+            "loss_bpr": triple_bpr_loss(*rows),
+            "loss_reg": self.reg_weight * embedding_l2(*rows),
         }

@@ -19,7 +19,7 @@ from mmgraph.nn.attention import ModalityAttention
 from mmgraph.nn.contrastive import ContrastiveHead
 from mmgraph.nn.conv import LightGCNConv
 from mmgraph.nn.id_dropout import ItemIDDropout
-from mmgraph.nn.losses import bpr_loss, embedding_l2
+from mmgraph.nn.losses import embedding_l2, gather_triple, triple_bpr_loss
 from mmgraph.nn.structure import (
     ModalityGraphGenerator,
     UserItemGraph,
@@ -380,20 +380,18 @@ class MMSSL(Recommender):
         """The recommender's weighted loss terms (their sum is what its optimiser minimises);
         ``fake=None`` (``adv_rate = 0``) gives a zero adversarial term without the critic."""
         users = batch.users
-        user = out.user.index_select(0, users)
-        pos = out.item.index_select(0, batch.pos_items)
-        neg = out.item.index_select(0, batch.neg_items)
+        rows = gather_triple(out.user, out.item, batch)
         feat = sum(h.pow(2).sum() for h in (*out.modality_user, *out.modality_item))
         contrast = sum(
-            self.contrast(view.index_select(0, users), user) for view in out.structure_user
+            self.contrast(view.index_select(0, users), rows.user) for view in out.structure_user
         )
         return {
-            "loss_bpr": bpr_loss((user * pos).sum(-1), (user * neg).sum(-1)),
-            "loss_reg": self.reg_weight * embedding_l2(user, pos, neg),
+            "loss_bpr": triple_bpr_loss(*rows),
+            "loss_reg": self.reg_weight * embedding_l2(*rows),
             "loss_feat": self.feat_reg_decay * feat / (2 * self.num_items),
             "loss_cl": self.cl_rate * contrast,
             "loss_adv": (
-                torch.zeros((), device=user.device)
+                torch.zeros((), device=rows.user.device)
                 if fake is None
                 else self.adv_rate * self.critic.generator_loss(fake)
             ),

@@ -12,7 +12,7 @@ from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.nn.encoders import ModalityProjection
 from mmgraph.nn.id_dropout import ItemIDDropout
-from mmgraph.nn.losses import bpr_loss, embedding_norm
+from mmgraph.nn.losses import embedding_norm, gather_triple, triple_bpr_loss
 
 
 class VBPR(Recommender):
@@ -83,11 +83,8 @@ class VBPR(Recommender):
         return self.user_embedding.weight, torch.cat([item_ids, content], dim=1)
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
-        user_emb, item_emb = self()
-        u = user_emb.index_select(0, batch.users)
-        pos = item_emb.index_select(0, batch.pos_items)
-        neg = item_emb.index_select(0, batch.neg_items)
+        rows = gather_triple(*self(), batch)
         return {
-            "loss_bpr": bpr_loss((u * pos).sum(-1), (u * neg).sum(-1)),
-            "loss_reg": self.reg_weight * embedding_norm(u, pos, neg),
+            "loss_bpr": triple_bpr_loss(*rows),
+            "loss_reg": self.reg_weight * embedding_norm(*rows),
         }

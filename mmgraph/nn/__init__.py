@@ -29,7 +29,15 @@ from mmgraph.nn.item_graph import (
     row_sum_normalization,
     similarity_knn_graph,
 )
-from mmgraph.nn.losses import bpr_loss, embedding_l2, embedding_norm, negative_cosine
+from mmgraph.nn.losses import (
+    Triple,
+    bpr_loss,
+    embedding_l2,
+    embedding_norm,
+    gather_triple,
+    negative_cosine,
+    triple_bpr_loss,
+)
 from mmgraph.nn.masking import FeatureMaskingLoss
 from mmgraph.nn.perturb import GraphPerturbation, degree_sensitive_edge_sample, drop_edges
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
@@ -62,6 +70,7 @@ __all__ = [
     "ModalityGraphGenerator",
     "ModalityProjection",
     "MultiBranchLightGCN",
+    "Triple",
     "UserItemGraph",
     "UserItemInput",
     "bpr_loss",
@@ -74,6 +83,7 @@ __all__ = [
     "drop_edges",
     "embedding_l2",
     "embedding_norm",
+    "gather_triple",
     "gaussian_stats",
     "gradient_penalty",
     "grouped_gaussian_stats",
@@ -91,5 +101,6 @@ __all__ = [
     "stack_user_item_inputs",
     "topk_recommendations",
     "topk_unseen_items",
+    "triple_bpr_loss",
     "user_item_graph",
 ]

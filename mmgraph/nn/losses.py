@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from mmgraph.data.sampling import Batch
 
 
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
     """Bayesian personalised ranking: ``mean(-log sigmoid(s+ - s-))`` over ``[B]`` scores."""
     return -F.logsigmoid(pos_scores - neg_scores).mean()
+
+
+class Triple(NamedTuple):
+    """The rows of a batch's BPR triples: ``user``, ``pos``, ``neg``, each ``[B, d]``."""
+
+    user: Tensor
+    pos: Tensor
+    neg: Tensor
+
+
+def gather_triple(user_emb: Tensor, item_emb: Tensor, batch: Batch) -> Triple:
+    """The rows of ``user_emb [U, d]`` and ``item_emb [I, d]`` for ``batch``'s users,
+    positive and negative items."""
+    return Triple(
+        user_emb.index_select(0, batch.users),
+        item_emb.index_select(0, batch.pos_items),
+        item_emb.index_select(0, batch.neg_items),
+    )
+
+
+def triple_bpr_loss(user: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    """:func:`bpr_loss` of inner-product scores ``<u, i+>``, ``<u, i->`` of ``[B, d]`` rows
+    (a :class:`Triple`)."""
+    return bpr_loss((user * pos).sum(-1), (user * neg).sum(-1))
 
 
 def embedding_l2(*embeddings: Tensor) -> Tensor:
