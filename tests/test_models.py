@@ -1,3 +1,4 @@
+import inspect
 import itertools
 import math
 import warnings
@@ -34,6 +35,18 @@ def test_triple_head_gathers_the_batch_rows_and_scores_by_inner_product():
     # user 1 scores item 0 at 2 and item 2 at -2; user 0 scores item 1 at 3 and item 2 at 0
     expected = (math.log(1 + math.exp(-4.0)) + math.log(1 + math.exp(-3.0))) / 2
     assert triple_bpr_loss(*rows).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_data_hyperparameters_reach_the_data_layer_not_the_constructor():
+    for cls in registered_models().values():
+        constructor = inspect.signature(cls.__init__).parameters
+        assert not set(cls.data_hyperparameters) & set(constructor), cls.name
+        assert set(cls.data_hyperparameters) <= set(cls.hyperparameters())
+    freedom = get_model("freedom")
+    data = tiny_dataset(modalities={"image": 8})
+    sparse, dense = freedom.from_dataset(data, knn_k=2), freedom.from_dataset(data, knn_k=5)
+    assert sparse.hparams["knn_k"] == 2
+    assert sparse.item_graph.values().numel() < dense.item_graph.values().numel()
 
 
 def test_lightgcn_forward_is_the_layer_mean_of_dense_propagation():

@@ -61,6 +61,9 @@ class Recommender(nn.Module):
     fused_adam: ClassVar[bool] = False
     #: constructor arguments filled from the dataset, not hyper-parameters.
     dataset_args: ClassVar[tuple[str, ...]] = ("num_users", "num_items", "train_edge_index")
+    #: hyper-parameters (with defaults) that only :meth:`dataset_inputs` reads, to derive
+    #: structure from the data (a kNN graph's ``k``); the constructor never sees them.
+    data_hyperparameters: ClassVar[dict[str, Any]] = {}
     #: allowed values of this model's own hyper-parameters (shared keys: ``COMMON_RULES``);
     #: every hyper-parameter needs a rule (a test checks it).
     hyperparameter_rules: ClassVar[dict[str, Rule]] = {}
@@ -87,10 +90,12 @@ class Recommender(nn.Module):
     # ------------------------------------------------------------------ construction
     @classmethod
     def hyperparameters(cls) -> dict[str, Any]:
-        """Hyper-parameter names and defaults, read from the constructor's signature."""
+        """Hyper-parameter names and defaults: the constructor's keyword arguments, then
+        :attr:`data_hyperparameters`."""
         params = inspect.signature(cls.__init__).parameters
         skip = {"self", *cls.dataset_args}
-        return {key: p.default for key, p in params.items() if key not in skip}
+        own = {key: p.default for key, p in params.items() if key not in skip}
+        return {**own, **cls.data_hyperparameters}
 
     @classmethod
     def rules(cls) -> dict[str, Rule]:
@@ -148,7 +153,8 @@ class Recommender(nn.Module):
             )
         resolved = {**known, **hparams}
         cls.check_hyperparameters(resolved)
-        model = cls(**cls.dataset_inputs(dataset, resolved), **hparams)
+        own = {k: v for k, v in hparams.items() if k not in cls.data_hyperparameters}
+        model = cls(**cls.dataset_inputs(dataset, resolved), **own)
         model.hparams = resolved
         return model
 

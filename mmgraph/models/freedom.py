@@ -56,8 +56,6 @@ class FREEDOM(Recommender):
         embedding_dim: ``d`` (64; also the projection width ``feat_embed_dim``).
         num_layers: user–item hops ``L_ui`` (2).
         item_graph_layers: item–item hops ``L_mm`` (1).
-        knn_k: neighbours per item (10).
-        item_graph_weights: modality -> weight (``None``: see above).
         dropout: fraction of training edges pruned each epoch (MMRec grid {0.8, 0.9}).
         reg_weight: weight of the modality BPR terms (grid {0, 1e-5, 1e-4, 1e-3}).
         item_id_dropout: cold-start option (:class:`~mmgraph.nn.ItemIDDropout`): the chance
@@ -66,6 +64,9 @@ class FREEDOM(Recommender):
     """
 
     name = "freedom"
+    #: read by :meth:`dataset_inputs` only: neighbours per item (10) and modality -> weight of
+    #: its kNN graph (``None``: see above)
+    data_hyperparameters: ClassVar[dict[str, Any]] = {"knn_k": 10, "item_graph_weights": None}
     #: MMRec's FREEDOM.yaml (8 points)
     search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
         "dropout": (0.8, 0.9),
@@ -84,8 +85,6 @@ class FREEDOM(Recommender):
         embedding_dim: int = 64,
         num_layers: int = 2,
         item_graph_layers: int = 1,
-        knn_k: int = 10,
-        item_graph_weights: Mapping[str, float] | None = None,
         dropout: float = 0.8,
         reg_weight: float = 1e-3,
         item_id_dropout: float = 0.0,

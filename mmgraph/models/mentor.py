@@ -90,9 +90,6 @@ class MENTOR(Recommender):
             from ``knn_k`` and ``item_graph_weights``.
         embedding_dim: ``d`` (MENTOR: 64); the feature MLPs' hidden width is ``4 d``.
         num_layers: user–item hops (MENTOR: 2, hard-coded).
-        knn_k: neighbours per item in the kNN graphs (used by :meth:`from_dataset`).
-        item_graph_weights: modality -> weight of its kNN graph (``None``: see above; used
-            by :meth:`from_dataset`).
         item_graph_layers: hops over the item graph (MENTOR's ``n_mm_layers``).
         reg_weight: :math:`\lambda_{reg}`.
         align_weight: :math:`\lambda_{align}`.
@@ -114,6 +111,9 @@ class MENTOR(Recommender):
     """
 
     name = "mentor"
+    #: read by :meth:`dataset_inputs` only: neighbours per item in the kNN graphs and
+    #: modality -> weight of its kNN graph (``None``: see above)
+    data_hyperparameters: ClassVar[dict[str, Any]] = {"knn_k": 10, "item_graph_weights": None}
     #: the released MENTOR.yaml (6 points)
     search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
         "mask_weight_g": (1e-4, 1e-3),
@@ -142,8 +142,6 @@ class MENTOR(Recommender):
         item_graph: Tensor,
         embedding_dim: int = 64,
         num_layers: int = 2,
-        knn_k: int = 10,
-        item_graph_weights: Mapping[str, float] | None = None,
         item_graph_layers: int = 1,
         reg_weight: float = 1e-3,
         align_weight: float = 0.1,
