@@ -45,7 +45,7 @@ def backends(adj, device: str) -> dict[str, Callable]:
     from torch_geometric.utils import to_edge_index
 
     from mmgraph.nn import LightGCNConv, sparse_matmul
-    from mmgraph.typing import WITH_TORCH_SPARSE
+    from torch_geometric.typing import WITH_TORCH_SPARSE
 
     edge_index, edge_weight = to_edge_index(adj)
     conv = LightGCNConv().to(device)

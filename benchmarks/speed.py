@@ -199,7 +199,7 @@ def machine_info(device: str) -> dict[str, Any]:
     import torch
     import torch_geometric
 
-    from mmgraph.typing import WITH_TORCH_SCATTER, WITH_TORCH_SPARSE
+    from torch_geometric.typing import WITH_TORCH_SCATTER, WITH_TORCH_SPARSE
 
     cpu = platform.processor() or platform.machine()
     try:
