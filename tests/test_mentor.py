@@ -32,6 +32,8 @@ def knn_cache(tmp_path, monkeypatch):
 
 
 def build(num_modalities=2, **hparams):
+    """MENTOR with every loss term: the paper's feature masking (weight 1.5) unless given."""
+    hparams.setdefault("mask_weight_f", 1.5)
     torch.manual_seed(0)
     data = tiny_dataset(modalities=MODALITIES[num_modalities])
     return data, MENTOR.from_dataset(data, embedding_dim=4, knn_k=3, **hparams)
@@ -225,6 +227,8 @@ def test_zero_weights_skip_their_branches():
     assert set(model.loss(BATCH)) == {"loss_bpr", "loss_reg"}
     _, full = build(2)
     assert len(full.noisy_inputs) == 4  # two noisy copies of each modality branch
+    default = MENTOR.from_dataset(tiny_dataset(modalities=MODALITIES[2]), knn_k=3)
+    assert default.feature_masking is None and "loss_mask_f" not in default.loss(BATCH)
 
 
 def test_configuration_errors():
