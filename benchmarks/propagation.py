@@ -42,10 +42,10 @@ from mmgraph.allocator import request_huge_pages
 
 def backends(adj, device: str) -> dict[str, Callable]:
     """Backend name -> ``x [N, d] -> Â x [N, d]`` (differentiable in ``x``)."""
+    from torch_geometric.typing import WITH_TORCH_SPARSE
     from torch_geometric.utils import to_edge_index
 
     from mmgraph.nn import LightGCNConv, sparse_matmul
-    from torch_geometric.typing import WITH_TORCH_SPARSE
 
     edge_index, edge_weight = to_edge_index(adj)
     conv = LightGCNConv().to(device)

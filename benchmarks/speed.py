@@ -198,7 +198,6 @@ def profile_training(model, sampler, optimizers, steps: int, device: str, top: i
 def machine_info(device: str) -> dict[str, Any]:
     import torch
     import torch_geometric
-
     from torch_geometric.typing import WITH_TORCH_SCATTER, WITH_TORCH_SPARSE
 
     cpu = platform.processor() or platform.machine()
