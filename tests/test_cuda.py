@@ -90,7 +90,9 @@ def test_default_training_step_runs_on_cuda(name):
     before = [p.detach().clone() for p in model.parameters()]
     terms = model.training_step(_batch(data, "cuda"), model.configure_optimizers(1e-2, 0.0))
     assert all(torch.isfinite(value).all() for value in terms.values())
-    moved = [not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters(), strict=True)]
+    moved = [
+        not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters(), strict=True)
+    ]
     assert any(moved)
 
 
