@@ -323,7 +323,8 @@ def summarise(
 
     Per-user files live in the run folders, which are not committed: where one of a test's
     files is gone, the row keeps the test of ``previous`` (an earlier summary of the same
-    report) if that was made from the same files.
+    report) if that was made from the same files, else the test is marked unavailable
+    (``n/a`` in the table).
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for entry in entries:
@@ -365,9 +366,10 @@ def summarise(
             old = stored.get((row["dataset"], _row_variant(row)), {})
             same_files = old.get("per_user") == row["per_user"]
             baseline_old = _baseline_files(old, previous) if same_files else None
-            if not same_files or baseline_old != _baseline_files(row, rows):
-                raise
-            row["paired_test"] = old["paired_test"]
+            if same_files and baseline_old == _baseline_files(row, rows):
+                row["paired_test"] = old["paired_test"]
+            else:  # shown as "n/a": the test needs runs that are no longer on disk
+                row["paired_test"] = {"unavailable": "per-user files of some seeds not kept"}
     return rows
 
 
@@ -468,8 +470,10 @@ def markdown(report: dict[str, Any]) -> str:
                 seeds += " (" + "; ".join(f"{s}: {r}" for s, r in row["other"].items()) + ")"
             tests = row.get("paired_test") or {}
             p_values = " / ".join(format_p_value(tests.get(m)) for m in TESTED_METRICS)
+            if not tests or "unavailable" in tests:
+                p_values = "n/a" if tests else "–"
             lines.append(
-                f"| {name} | " + " | ".join(cells) + f" | {p_values if tests else '–'} | "
+                f"| {name} | " + " | ".join(cells) + f" | {p_values} | "
                 f"{', '.join(epochs)} | {seeds} |"
             )
     if cut:
