@@ -4,10 +4,11 @@ import csv
 import json
 import math
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
-from benchmarks.accuracy import TABLE_METRICS, format_mean_std
+from benchmarks.accuracy import TABLE_METRICS, format_mean_std, load_report, save_report
 from benchmarks.accuracy import main as accuracy_main
 from mmgraph.cli import main
 from mmgraph.models import get_model, registered_models
@@ -184,3 +185,25 @@ def test_accuracy_quick_run_merges_and_its_markdown_matches_the_json(tmp_path, c
         ]
         epochs = cells[len(TABLE_METRICS) + 1].rstrip("¹")
         assert epochs == f"{entry['best_epoch']} / {entry['last_epoch']}"
+
+
+def test_report_keeps_stored_paired_tests_when_per_user_files_are_gone(tmp_path):
+    argv = ["--quick", "--out", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+            "--tag", "t", "--quiet", "--models", "lightgcn,bpr", "--datasets", SPEC]  # fmt: skip
+    assert accuracy_main(argv) == 0
+    path = tmp_path / "t.json"
+    report = load_report(path, "t")
+    bpr = next(row for row in report["summary"] if row["model"] == "bpr")
+    assert set(bpr["paired_test"]) >= {"recall@20", "ndcg@20"}
+    for entry in report["entries"]:  # the run folders are not committed
+        Path(entry["per_user"]).unlink()
+    save_report(report, path)
+    again = next(row for row in load_report(path, "t")["summary"] if row["model"] == "bpr")
+    assert again["paired_test"] == bpr["paired_test"]
+    bpr_entry = next(e for e in report["entries"] if e["model"] == "bpr")
+    extra = {**bpr_entry, "seed": 2025, "per_user": str(tmp_path / "gone.tsv")}
+    report["entries"].append(extra)  # a new seed: the stored test no longer describes the row
+    save_report(report, path)
+    row = next(r for r in load_report(path, "t")["summary"] if r["model"] == "bpr")
+    assert "unavailable" in row["paired_test"]
+    assert "| n/a |" in (tmp_path / "t.md").read_text()
