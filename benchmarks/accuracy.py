@@ -307,6 +307,7 @@ def variant(model: str, pairs: Sequence[str]) -> str:
 
 
 def _entry_variant(entry: dict[str, Any]) -> str:
+    """:func:`variant` of a report entry or a summary row (both have model and overrides)."""
     return variant(entry["model"], [f"{k}={v}" for k, v in entry["overrides"].items()])
 
 
@@ -358,23 +359,19 @@ def summarise(
         row["overrides"] = group[0]["overrides"]
         row["per_user"] = [e["per_user"] for e in done if e.get("per_user")]
         rows.append(row)
-    stored = {(r["dataset"], _row_variant(r)): r for r in previous}
+    stored = {(r["dataset"], _entry_variant(r)): r for r in previous}
     for row in rows:
         try:
             row["paired_test"] = _paired_tests(row, rows)
         except FileNotFoundError:
-            old = stored.get((row["dataset"], _row_variant(row)), {})
-            same_files = old.get("per_user") == row["per_user"]
-            baseline_old = _baseline_files(old, previous) if same_files else None
-            if same_files and baseline_old == _baseline_files(row, rows):
+            old = stored.get((row["dataset"], _entry_variant(row)), {})
+            if old.get("per_user") == row["per_user"] and _baseline_files(
+                old, previous
+            ) == _baseline_files(row, rows):
                 row["paired_test"] = old["paired_test"]
             else:  # shown as "n/a": the test needs runs that are no longer on disk
                 row["paired_test"] = {"unavailable": "per-user files of some seeds not kept"}
     return rows
-
-
-def _row_variant(row: dict[str, Any]) -> str:
-    return variant(row["model"], [f"{k}={v}" for k, v in row["overrides"].items()])
 
 
 def _baseline_row(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from mmgraph.data.dataset import CSR, InteractionDataset, build_csr
 from mmgraph.data.sampling import Batch, BPRSampler
 from mmgraph.errors import CheckpointError, ConfigError, DataError
 from mmgraph.io import FORMAT_KEY, atomic_torch_save, safe_torch_load
-from mmgraph.models.hparams import COMMON_RULES, Rule
+from mmgraph.models.hparams import COMMON_RULES, Rule, check_value
 from mmgraph.nn.ranking import topk_recommendations
 
 MODEL_FORMAT = "mmgraph-model/1"
@@ -110,11 +110,8 @@ class Recommender(nn.Module):
         Subclasses with constraints between keys extend this (and call ``super()``).
         """
         for key, rule in cls.rules().items():
-            if key in hparams and not rule.allows(hparams[key]):
-                where = f"{origin}: " if origin else ""
-                raise ConfigError(
-                    f"{where}{cls.name} {key} must be {rule.describe()}, got {hparams[key]!r}"
-                )
+            if key in hparams:
+                check_value(f"{cls.name} {key}", hparams[key], rule, origin)
 
     @classmethod
     def dataset_inputs(

@@ -15,7 +15,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["COMMON_RULES", "Choice", "Flag", "Interval", "ListOf", "Pattern", "Rule", "WeightMap"]
+from mmgraph.errors import ConfigError
+
+__all__ = [
+    "COMMON_RULES",
+    "Choice",
+    "Flag",
+    "Interval",
+    "ListOf",
+    "Pattern",
+    "Rule",
+    "WeightMap",
+    "check_value",
+    "config_error",
+]
 
 
 class Rule(Protocol):
@@ -24,6 +37,18 @@ class Rule(Protocol):
     def describe(self) -> str: ...
 
     def allows(self, value: Any) -> bool: ...
+
+
+def config_error(message: str, origin: str = "") -> ConfigError:
+    """A :class:`ConfigError` whose one line starts with where the value came from."""
+    return ConfigError(f"{origin}: {message}" if origin else message)
+
+
+def check_value(key: str, value: Any, rule: Rule, origin: str = "") -> None:
+    """Raise a one-line :class:`ConfigError` naming ``key``, ``rule`` and ``origin`` when
+    ``value`` is outside ``rule``."""
+    if not rule.allows(value):
+        raise config_error(f"{key} must be {rule.describe()}, got {value!r}", origin)
 
 
 def _is_number(value: Any) -> bool:

@@ -13,7 +13,15 @@ from mmgraph.data.dataset import InteractionDataset
 from mmgraph.data.sampling import Batch, DistinctUserSampler
 from mmgraph.errors import ConfigError, DataError
 from mmgraph.models.base import Embeddings, Recommender
-from mmgraph.models.hparams import DROP_PROBABILITY, NON_NEGATIVE, POSITIVE, Flag, Interval, Rule
+from mmgraph.models.hparams import (
+    DROP_PROBABILITY,
+    NON_NEGATIVE,
+    POSITIVE,
+    Flag,
+    Interval,
+    Rule,
+    config_error,
+)
 from mmgraph.nn.adversarial import AdversarialDiscriminator
 from mmgraph.nn.attention import ModalityAttention
 from mmgraph.nn.contrastive import ContrastiveHead
@@ -171,10 +179,8 @@ class MMSSL(Recommender):
         super().check_hyperparameters(hparams, origin)
         dim, heads = hparams.get("embedding_dim"), hparams.get("head_num")
         if dim is not None and heads is not None and dim % heads:
-            where = f"{origin}: " if origin else ""
-            raise ConfigError(
-                f"{where}mmssl embedding_dim ({dim}) must be a multiple of head_num ({heads})"
-            )
+            message = f"mmssl embedding_dim ({dim}) must be a multiple of head_num ({heads})"
+            raise config_error(message, origin)
 
     def __init__(
         self,

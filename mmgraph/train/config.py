@@ -30,7 +30,16 @@ import yaml
 from mmgraph.data.sampling import NEGATIVE_POOLS
 from mmgraph.errors import ConfigError
 from mmgraph.models.base import Recommender
-from mmgraph.models.hparams import NON_NEGATIVE, POSITIVE, Choice, Interval, ListOf, Pattern, Rule
+from mmgraph.models.hparams import (
+    NON_NEGATIVE,
+    POSITIVE,
+    Choice,
+    Interval,
+    ListOf,
+    Pattern,
+    Rule,
+    check_value,
+)
 
 METRIC_NAMES = ("recall", "ndcg", "precision", "map", "hit")
 
@@ -51,14 +60,6 @@ TRAIN_RULES: dict[str, Rule] = {
     "device": Pattern(r"cpu|cuda(:[0-9]+)?", "cpu, cuda or cuda:N"),
     "negative_pool": Choice(NEGATIVE_POOLS),
 }
-
-
-def check_value(key: str, value: Any, rule: Rule, origin: str = "") -> None:
-    """A one-line :class:`ConfigError` naming ``key``, its rule and ``origin`` if ``value``
-    is outside ``rule``."""
-    if not rule.allows(value):
-        where = f"{origin}: " if origin else ""
-        raise ConfigError(f"{where}{key} must be {rule.describe()}, got {value!r}")
 
 
 @dataclass
