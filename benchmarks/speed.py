@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgraph.allocator import request_huge_pages
+from mmgraph.provenance import git_commit
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MMGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -219,7 +220,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "torch_sparse": WITH_TORCH_SPARSE,
         "torch_scatter": WITH_TORCH_SCATTER,
         "device": device,
-        "commit": git_commit(),
+        "commit": git_commit(REPO),
         # huge pages for torch's CPU buffers (mmgraph.allocator.request_huge_pages)
         "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE"),
         "transparent_hugepage": _kernel_thp_mode(),
@@ -227,21 +228,6 @@ def machine_info(device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name()
     return info
-
-
-def git_commit() -> str | None:
-    """The checkout's short commit, ``-dirty`` when tracked files differ from it (``None``
-    outside a git checkout): which code a result file measured."""
-    try:  # --exclude='*' ignores tags: always the commit itself
-        done = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--exclude=*"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-    except OSError:
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def median_seconds(

@@ -1,8 +1,8 @@
 """mmgraph: multimodal recommendation as a first-class citizen of PyTorch Geometric.
 
 Layers, bottom to top (a module never imports from a layer above it):
-``mmgraph.data`` -> ``mmgraph.nn`` -> ``mmgraph.models`` -> ``mmgraph.train`` ->
-``mmgraph.eval`` -> ``mmgraph.cli``.
+``mmgraph.data`` -> ``mmgraph.nn`` -> ``mmgraph.models`` -> ``mmgraph.eval`` ->
+``mmgraph.train`` -> ``mmgraph.plot`` -> ``mmgraph.serve`` -> ``mmgraph.cli``.
 """
 
 import warnings

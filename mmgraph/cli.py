@@ -1,5 +1,5 @@
 """Command line: ``mmgraph`` with the subcommands ``preprocess``, ``cold-split``, ``train``,
-``tune``, ``evaluate``, ``recommend``, ``plot`` and ``list``.
+``tune``, ``evaluate``, ``recommend``, ``export``, ``plot`` and ``list``.
 
 Errors caused by input (files, config keys, checkpoints) print one ``mmgraph: error: ...``
 line on stderr and exit with status 2; anything else is a bug and keeps its traceback.
@@ -13,7 +13,7 @@ import os
 import shlex
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,10 @@ from mmgraph.data import InteractionDataset, list_bundled, load_dataset, write_c
 from mmgraph.data.preprocess import (
     ITEM_MAP,
     USER_MAP,
+    RawIds,
     preprocess,
     read_feature_ids,
-    read_id_map,
+    read_id_maps,
 )
 from mmgraph.errors import CheckpointError, ConfigError, DataError, MMGraphError
 from mmgraph.eval import Evaluator, write_per_user
@@ -40,6 +41,7 @@ from mmgraph.plot import (
     plot_learning_curves,
     read_log,
 )
+from mmgraph.serve import INDEX_KINDS, ExportedRecommender, IndexSettings, export_model
 from mmgraph.train import (
     DistributedContext,
     RunConfig,
@@ -124,7 +126,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     recommend = commands.add_parser("recommend", help="top-k items as TSV")
-    recommend.add_argument("--checkpoint", required=True)
+    source = recommend.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a run's best.pt or last.pt")
+    source.add_argument(
+        "--index",
+        metavar="DIR",
+        help="an `mmgraph export` folder: answer from its faiss index (exact numpy without one)",
+    )
     recommend.add_argument("--users", default="all", help="'all' or comma-separated user ids")
     recommend.add_argument("--k", type=int, default=10)
     recommend.add_argument("--dataset", help="override the dataset recorded in the checkpoint")
@@ -134,6 +142,22 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"--users and the output use the raw ids of the dataset's {USER_MAP} / {ITEM_MAP}",
     )
+
+    export = commands.add_parser(
+        "export", help="final embeddings as .npy + manifest for serving (optional faiss index)"
+    )
+    export.add_argument("--checkpoint", required=True, help="a run's best.pt or last.pt")
+    export.add_argument("--out", required=True, help="the export folder to write")
+    export.add_argument("--dataset", help="override the dataset recorded in the checkpoint")
+    export.add_argument("--device", default="cpu")
+    export.add_argument(
+        "--index", choices=INDEX_KINDS, help="also write a faiss inner-product item index"
+    )
+    defaults = IndexSettings()
+    export.add_argument("--hnsw-m", type=int, default=defaults.hnsw_m, help="HNSW graph degree")
+    export.add_argument("--ef-construction", type=int, default=defaults.ef_construction)
+    export.add_argument("--ef-search", type=int, default=defaults.ef_search)
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export")
 
     prep = commands.add_parser(
         "preprocess", help="ratings table -> MMRec-layout dataset folder (k-core, id maps, split)"
@@ -381,22 +405,15 @@ def _parse_users(spec: str, num_users: int) -> torch.Tensor:
     return torch.tensor(users)
 
 
-def _id_maps(dataset: InteractionDataset) -> tuple[list[str], list[str]]:
+def _id_maps(dataset: InteractionDataset) -> RawIds:
     """Raw user and item ids by 0-based id, from the id maps in the dataset's folder."""
-    folder = Path(dataset.source or "")
-    if not (folder / USER_MAP).is_file() or not (folder / ITEM_MAP).is_file():
+    raw_ids = read_id_maps(dataset.source or "", dataset.num_users, dataset.num_items)
+    if raw_ids is None:
         raise ConfigError(
             f"--raw-ids: dataset {dataset.source!r} has no {USER_MAP} and {ITEM_MAP} "
             "(`mmgraph preprocess` writes them)"
         )
-    raw_users, raw_items = read_id_map(folder / USER_MAP), read_id_map(folder / ITEM_MAP)
-    for path, ids, count in (
-        (USER_MAP, raw_users, dataset.num_users),
-        (ITEM_MAP, raw_items, dataset.num_items),
-    ):
-        if len(ids) != count:
-            raise DataError(f"{folder / path}: maps {len(ids)} ids, the dataset has {count}")
-    return raw_users, raw_items
+    return raw_ids
 
 
 def _parse_raw_users(spec: str, raw_users: list[str]) -> torch.Tensor:
@@ -413,28 +430,84 @@ def _parse_raw_users(spec: str, raw_users: list[str]) -> torch.Tensor:
 def _recommend(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ConfigError(f"--k must be >= 1, got {args.k}")
+    if args.index:
+        return _recommend_from_export(args)
     model, dataset, _ = _load_checkpoint(args.checkpoint, args.dataset)
     model.to(args.device)
-    if args.raw_ids:
-        raw_users, raw_items = _id_maps(dataset)
-        users = _parse_raw_users(args.users, raw_users)
-    else:
-        users = _parse_users(args.users, dataset.num_users)
+    raw_users, raw_items = _id_maps(dataset) if args.raw_ids else (None, None)
+    users = _pick_users(args.users, dataset.num_users, raw_users)
+    _write_recommendations(
+        ((chunk, *model.recommend(chunk, k=args.k)) for chunk in users.split(4096)),
+        raw_users,
+        raw_items,
+    )
+    return 0
+
+
+def _recommend_from_export(args: argparse.Namespace) -> int:
+    exported = ExportedRecommender.load(args.index)
+    raw_users, raw_items = exported.user_ids, exported.item_ids
+    if args.raw_ids and (raw_users is None or raw_items is None):
+        raise ConfigError(f"--raw-ids: the export {args.index} has no user_ids.txt / item_ids.txt")
+    if not args.raw_ids:
+        raw_users = raw_items = None
+    users = _pick_users(args.users, exported.num_users, raw_users)
+    _write_recommendations(
+        ((chunk, *exported.recommend(chunk.numpy(), k=args.k)) for chunk in users.split(4096)),
+        raw_users,
+        raw_items,
+    )
+    return 0
+
+
+def _pick_users(spec: str, num_users: int, raw_users: list[str] | None) -> torch.Tensor:
+    if raw_users is None:
+        return _parse_users(spec, num_users)
+    return _parse_raw_users(spec, raw_users)
+
+
+def _write_recommendations(
+    chunks: Iterable[tuple[Any, Any, Any]],
+    raw_users: list[str] | None,
+    raw_items: list[str] | None,
+) -> None:
+    """TSV ``userID rank itemID score`` of ``(users [B], scores [B, k], items [B, k])``
+    chunks; entries scored ``-inf`` (no unseen item left) are not written."""
     out = sys.stdout
     out.write("userID\trank\titemID\tscore\n")
-    for chunk in users.split(4096):
-        scores, items = model.recommend(chunk, k=args.k)
+    for users, scores, items in chunks:
         for user, row_scores, row_items in zip(
-            chunk.tolist(), scores.tolist(), items.tolist(), strict=True
+            users.tolist(), scores.tolist(), items.tolist(), strict=True
         ):
             for rank, (score, item) in enumerate(zip(row_scores, row_items, strict=True), start=1):
                 if score == float("-inf"):
-                    break  # the user has fewer than k unseen items
-                if args.raw_ids:
-                    user_id, item_id = raw_users[user], raw_items[item]
-                else:
-                    user_id, item_id = user, item
+                    break
+                user_id = raw_users[user] if raw_users is not None else user
+                item_id = raw_items[item] if raw_items is not None else item
                 out.write(f"{user_id}\t{rank}\t{item_id}\t{score:.6g}\n")
+
+
+def _export(args: argparse.Namespace) -> int:
+    settings = None
+    if args.index:
+        settings = IndexSettings(args.index, args.hnsw_m, args.ef_construction, args.ef_search)
+    model, dataset, _ = _load_checkpoint(args.checkpoint, args.dataset)
+    model.to(args.device)
+    raw_ids = read_id_maps(dataset.source or "", dataset.num_users, dataset.num_items)
+    manifest = export_model(
+        model,
+        dataset,
+        args.out,
+        raw_ids=raw_ids,
+        index=settings,
+        checkpoint=args.checkpoint,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"exported {manifest['model']}: {manifest['num_users']} users x "
+        f"{manifest['num_items']} items x {manifest['dim']} dims to {args.out}"
+        + (f" with a {args.index} index" if args.index else "")
+    )
     return 0
 
 
@@ -541,6 +614,7 @@ COMMANDS = {
     "tune": _tune,
     "evaluate": _evaluate,
     "recommend": _recommend,
+    "export": _export,
     "plot": _plot,
     "list": _list,
 }

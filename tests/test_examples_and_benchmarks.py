@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.speed import split_datasets, steal_fraction
 from tests.conftest import requires_shared
 
@@ -111,3 +113,17 @@ def test_propagation_benchmark_compares_backends_that_agree(tmp_path):
         assert (r["nodes"], r["width"]) == (9308 + 6710, 8) and r["seconds"] > 0
         assert r["max_abs_diff_to_csr"] < 1e-5  # every backend computes the same product
     assert "| tiktok | 16,018 |" in out.with_suffix(".md").read_text()
+
+
+def test_ann_benchmark_quick_run_reports_recall_against_exact(tmp_path):
+    pytest.importorskip("faiss")  # in the `test` extra: runs in CI
+    out = tmp_path / "ann.json"
+    run_in_repo("-m", "benchmarks.ann", "--quick", "--out", str(out))
+    (result,) = json.loads(out.read_text())["results"]
+    assert (result["num_items"], result["queries"], result["k"]) == (20_000, 200, 20)
+    methods = {row["method"]: row for row in result["rows"]}
+    assert methods["exact (numpy)"]["recall"] == 1.0
+    assert methods["flat"]["recall"] == 1.0  # a flat index is exact
+    hnsw = [row for name, row in methods.items() if name.startswith("hnsw")]
+    assert len(hnsw) == 5 and all(0 < row["recall"] <= 1 and row["qps"] > 0 for row in hnsw)
+    assert "| flat | 1.0000 |" in out.with_suffix(".md").read_text()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import mmgraph
 
-LAYERS = ["data", "nn", "models", "eval", "train", "plot", "cli"]
+LAYERS = ["data", "nn", "models", "eval", "train", "plot", "serve", "cli"]
 PACKAGE = Path(mmgraph.__file__).parent
 
 

@@ -11,7 +11,15 @@ from mmgraph.data.dataset import (
     InteractionDataset,
     build_csr,
 )
-from mmgraph.data.mmrec import load_mmrec
+from mmgraph.data.mmrec import load_mmrec, write_mmrec
+from mmgraph.data.pyg import (
+    from_pyg,
+    from_pyg_amazon_book,
+    from_pyg_movielens,
+    from_pyg_movielens1m,
+    from_pyg_movielens100k,
+    heterodata_to_dataset,
+)
 
 __all__ = [
     "CSR",
@@ -23,8 +31,15 @@ __all__ = [
     "InteractionDataset",
     "build_csr",
     "cold_item_labels",
+    "from_pyg",
+    "from_pyg_amazon_book",
+    "from_pyg_movielens",
+    "from_pyg_movielens1m",
+    "from_pyg_movielens100k",
+    "heterodata_to_dataset",
     "list_bundled",
     "load_dataset",
     "load_mmrec",
     "write_cold_item_split",
+    "write_mmrec",
 ]

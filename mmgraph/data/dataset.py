@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -169,6 +169,25 @@ class InteractionDataset:
         for modality, feat in features.items():
             data[ITEM][FEATURE_PREFIX + modality] = feat.float().contiguous()
         return cls(data=data, name=name, source=source)
+
+    @classmethod
+    def from_heterodata(
+        cls,
+        data: HeteroData,
+        edge_type: tuple[str, str, str] | None = None,
+        **kwargs: Any,
+    ) -> InteractionDataset:
+        """A dataset from a PyG ``HeteroData`` (user→item edges, optional item features).
+
+        Delegates to :func:`mmgraph.data.pyg.heterodata_to_dataset` (see it for ``kwargs``:
+        ``features``, ``time_attr``, ``split``, ``seed``, ``k_core``, ``cold_items``,
+        ``name``). Unless the edge type already carries mmgraph's split (as ``dataset.data``
+        does, which then round-trips exactly), its ``edge_index`` and ``edge_label_index``
+        edges are merged and split with the MMRec protocol.
+        """
+        from mmgraph.data.pyg import heterodata_to_dataset  # pyg imports this module
+
+        return heterodata_to_dataset(data, edge_type, **kwargs)
 
     # ------------------------------------------------------------------ basic views
     @property

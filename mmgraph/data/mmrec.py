@@ -30,7 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmgraph.data.dataset import SPLITS, InteractionDataset
+from mmgraph.data.dataset import ITEM, SPLITS, USER, InteractionDataset
+from mmgraph.data.preprocess import (
+    ITEM_MAP,
+    USER_MAP,
+    _check_out_dir,
+    _write_id_map,
+    _write_text,
+)
 from mmgraph.errors import DataError, DataWarning
 
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
@@ -413,3 +420,55 @@ def _read_feature(path: Path) -> np.ndarray:
         what = "NaN" if np.isnan(table[row]).any() else "an infinite value (or beyond float32)"
         raise DataError(f"{path}: row {row} (item {row}, 0-based) contains {what}")
     return table
+
+
+# ---------------------------------------------------------------------- writing
+def write_mmrec(
+    dataset: InteractionDataset, out_dir: str | os.PathLike, *, overwrite: bool = False
+) -> Path:
+    """Write ``dataset`` as an MMRec-layout folder that :func:`load_mmrec` reads back equal.
+
+    The folder gets ``<name>.inter`` (``userID itemID x_label``: train, then valid, then test
+    rows in the dataset's order), one ``<modality>_feat.npy`` per modality and, when the
+    dataset keeps its input node ids (``data['user'].node_id`` / ``data['item'].node_id``,
+    as :func:`~mmgraph.data.heterodata_to_dataset` sets), the id maps ``u_id_mapping.csv`` /
+    ``i_id_mapping.csv`` with those ids as raw ids. This gives a dataset built in Python
+    (from a ``HeteroData``, say) a folder that ``mmgraph train --dataset`` and the checkpoints
+    of its runs can name.
+
+    Returns:
+        The folder.
+
+    Raises:
+        DataError: the folder could not describe the dataset exactly (a user without any
+            interaction after the last one that has some, or the same for items without
+            features: the loader counts users and items from the rows).
+        ConfigError: the folder holds a dataset and ``overwrite`` is not set.
+    """
+    out = Path(out_dir)
+    _check_out_dir(out, overwrite)
+    parts = [dataset.edge_index(split) for split in SPLITS]
+    edges = torch.cat(parts, dim=1)
+    if dataset.num_users and (not edges.numel() or int(edges[0].max()) + 1 != dataset.num_users):
+        raise DataError(
+            f"dataset {dataset.name!r}: its last users have no interaction, so an .inter file "
+            "cannot keep num_users; re-index the users first"
+        )
+    if not dataset.modalities and int(edges[1].max()) + 1 != dataset.num_items:
+        raise DataError(
+            f"dataset {dataset.name!r}: its last items have no interaction and there are no "
+            "features, so an .inter file cannot keep num_items; re-index the items first"
+        )
+    labels = torch.cat([torch.full((p.size(1),), i) for i, p in enumerate(parts)])
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["userID\titemID\tx_label"] + [
+        f"{u}\t{i}\t{label}" for u, i, label in zip(*edges.tolist(), labels.tolist(), strict=True)
+    ]
+    _write_text(out / f"{dataset.name}.inter", "\n".join(lines) + "\n")
+    for modality, features in dataset.feature_dict().items():
+        np.save(out / f"{modality}_feat.npy", features.numpy())
+    node_ids = [dataset.data[kind].get("node_id") for kind in (USER, ITEM)]
+    if all(ids is not None for ids in node_ids):
+        _write_id_map(out / USER_MAP, "user_id", "userID", [str(i) for i in node_ids[0].tolist()])
+        _write_id_map(out / ITEM_MAP, "item_id", "itemID", [str(i) for i in node_ids[1].tolist()])
+    return out

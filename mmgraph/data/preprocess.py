@@ -47,6 +47,8 @@ MISSING_FEATURES = ("error", "mean", "zero")
 
 #: ``(raw item ids [n], features [n, dim])`` or ``{raw item id: [dim] vector}``.
 FeatureSource = tuple[Sequence[Any], Any] | Mapping[Any, Any]
+#: ``(raw user ids, raw item ids)``, each indexed by the 0-based id.
+RawIds = tuple[list[str], list[str]]
 
 
 @dataclass
@@ -652,3 +654,23 @@ def read_id_map(path: str | os.PathLike) -> list[str]:
     if sorted(raw_ids) != list(range(len(raw_ids))):
         raise DataError(f"{path}: the new ids are not 0..{len(raw_ids) - 1}, each once")
     return [raw_ids[i] for i in range(len(raw_ids))]
+
+
+def read_id_maps(folder: str | os.PathLike, num_users: int, num_items: int) -> RawIds | None:
+    """Raw user and item ids by 0-based id from a dataset folder's id maps.
+
+    Returns:
+        ``(raw_users [num_users], raw_items [num_items])``, or ``None`` when the folder has
+        no ``u_id_mapping.csv`` and ``i_id_mapping.csv`` (a bundled or hand-made dataset).
+
+    Raises:
+        DataError: a map is malformed or maps another number of ids than the dataset has.
+    """
+    folder = Path(folder)
+    if not (folder / USER_MAP).is_file() or not (folder / ITEM_MAP).is_file():
+        return None
+    raw_users, raw_items = read_id_map(folder / USER_MAP), read_id_map(folder / ITEM_MAP)
+    for name, ids, count in ((USER_MAP, raw_users, num_users), (ITEM_MAP, raw_items, num_items)):
+        if len(ids) != count:
+            raise DataError(f"{folder / name}: maps {len(ids)} ids, the dataset has {count}")
+    return raw_users, raw_items
