@@ -255,6 +255,18 @@ def test_save_and_load_round_trip(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_checkpoints_with_the_unused_masking_head_still_load():
+    """Before the head was left out at mask_weight_f=0, such checkpoints stored its weights."""
+    _, trained_with_head = build(2)
+    _, model = build(2, mask_weight_f=0)
+    assert model.feature_masking is None
+    model.load_state_dict(trained_with_head.state_dict())
+    for a, b in zip(model(), trained_with_head(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        model.load_state_dict({**trained_with_head.state_dict(), "stray.weight": torch.zeros(1)})
+
+
 def user_slice(dataset, first, last):
     """Users ``first..last-1`` (renumbered from 0) with the items they touch (renumbered)."""
     users, items, split = [], [], []

@@ -203,6 +203,20 @@ class MENTOR(Recommender):
         self.register_buffer("item_knn_graph_t", csr_transpose(item_graph), persistent=False)
         self.reset_parameters()
 
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ):
+        """As :meth:`torch.nn.Module.load_state_dict`; a checkpoint written before the
+        feature-masking head was left out at ``mask_weight_f=0`` holds the unused head's
+        weights, which are dropped."""
+        if self.feature_masking is None:
+            state_dict = {
+                key: value
+                for key, value in state_dict.items()
+                if not key.startswith("feature_masking.")
+            }
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     @classmethod
     def dataset_inputs(
         cls, dataset: InteractionDataset, hparams: Mapping[str, Any]
