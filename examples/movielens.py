@@ -1,5 +1,5 @@
 """MovieLens-small (text + genre, ../shared/data): every model (BPR-MF, LightGCN, VBPR, BM3,
-FREEDOM, LATTICE, MENTOR, MMSSL), MMRec protocol.
+FREEDOM, LATTICE, MMGCN, GRCN, DualGNN, SLMRec, MENTOR, MMSSL), MMRec protocol.
 
 python examples/movielens.py [--epochs N] [--models bpr,lightgcn,vbpr,...]
 """

@@ -29,6 +29,10 @@ DETERMINISTIC = {
     "lattice": {},
     "mentor": {"dropout": 0.0, "noise_eps": 0.0, "mask_weight_g": 0.0},
     "mmssl": {"drop_rate": 0.0, "adv_rate": 0.0},
+    "mmgcn": {},
+    "grcn": {},
+    "dualgnn": {},
+    "slmrec": {"dropout_rate": 0.0},
 }
 ATOL, RTOL = 1e-4, 1e-3
 

@@ -2,6 +2,7 @@
 
 from mmgraph.data.bundled import list_bundled, load_dataset
 from mmgraph.data.cold_start import ColdSplitReport, cold_item_labels, write_cold_item_split
+from mmgraph.data.cooccurrence import user_cooccurrence_graph
 from mmgraph.data.dataset import (
     CSR,
     INTERACTS,
@@ -40,6 +41,7 @@ __all__ = [
     "list_bundled",
     "load_dataset",
     "load_mmrec",
+    "user_cooccurrence_graph",
     "write_cold_item_split",
     "write_mmrec",
 ]

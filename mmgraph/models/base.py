@@ -59,7 +59,8 @@ class Recommender(nn.Module):
     #: on CPU, different in the last float bits (off for models whose published figures were
     #: made with the per-parameter loop).
     fused_adam: ClassVar[bool] = False
-    #: constructor arguments filled from the dataset, not hyper-parameters.
+    #: constructor arguments filled from the dataset, not hyper-parameters (``features`` is
+    #: one too when ``requires_features``).
     dataset_args: ClassVar[tuple[str, ...]] = ("num_users", "num_items", "train_edge_index")
     #: hyper-parameters (with defaults) that only :meth:`dataset_inputs` reads, to derive
     #: structure from the data (a kNN graph's ``k``); the constructor never sees them.
@@ -93,7 +94,7 @@ class Recommender(nn.Module):
         """Hyper-parameter names and defaults: the constructor's keyword arguments, then
         :attr:`data_hyperparameters`."""
         params = inspect.signature(cls.__init__).parameters
-        skip = {"self", *cls.dataset_args}
+        skip = {"self", *cls.dataset_args, *(("features",) if cls.requires_features else ())}
         own = {key: p.default for key, p in params.items() if key not in skip}
         return {**own, **cls.data_hyperparameters}
 

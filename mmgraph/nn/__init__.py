@@ -18,6 +18,16 @@ from mmgraph.nn.encoders import (
     UserItemInput,
     stack_user_item_inputs,
 )
+from mmgraph.nn.graph_refine import (
+    BipartiteGraph,
+    EdgeWeightFusion,
+    RoutingEdgeScorer,
+    WeightedGCN,
+    edge_dots,
+    edge_softmax,
+    route_preferences,
+    weighted_matmul,
+)
 from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import (
     ItemGraphPropagation,
@@ -39,9 +49,19 @@ from mmgraph.nn.losses import (
     triple_bpr_loss,
 )
 from mmgraph.nn.masking import FeatureMaskingLoss
+from mmgraph.nn.mmgcn_conv import MMGCNBranch, MMGCNConv, mmgcn_adjacency
 from mmgraph.nn.perturb import GraphPerturbation, degree_sensitive_edge_sample, drop_edges
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
 from mmgraph.nn.sparse import csr_submatrix, csr_transpose, sparse_matmul
+from mmgraph.nn.ssl_augment import (
+    AugmentedViews,
+    FineCoarseContrast,
+    dot_infonce,
+    draw_dropout_masks,
+    draw_masked_branches,
+    dropout_propagation,
+    mask_item_branches,
+)
 from mmgraph.nn.structure import (
     ModalityGraphGenerator,
     UserItemGraph,
@@ -52,35 +72,52 @@ from mmgraph.nn.structure import (
     topk_unseen_items,
     user_item_graph,
 )
+from mmgraph.nn.user_graph import UserGraphAggregation, cooccurrence_weights
 
 __all__ = [
     "AdversarialDiscriminator",
     "AlignmentHead",
+    "AugmentedViews",
+    "BipartiteGraph",
     "ContrastiveHead",
+    "EdgeWeightFusion",
     "FeatureMaskingLoss",
     "FeatureProjector",
+    "FineCoarseContrast",
     "GraphPerturbation",
     "ItemGraphPropagation",
     "ItemIDDropout",
     "LatentItemGraph",
     "LightGCNConv",
     "LightGCNEncoder",
+    "MMGCNBranch",
+    "MMGCNConv",
     "ModalityAttention",
     "ModalityFusion",
     "ModalityGraphGenerator",
     "ModalityProjection",
     "MultiBranchLightGCN",
+    "RoutingEdgeScorer",
     "Triple",
+    "UserGraphAggregation",
     "UserItemGraph",
     "UserItemInput",
+    "WeightedGCN",
     "bpr_loss",
+    "cooccurrence_weights",
     "cosine_edge_weights",
     "cosine_knn_edges",
     "csr_submatrix",
     "csr_transpose",
     "degree_sensitive_edge_sample",
     "distribution_distance",
+    "dot_infonce",
+    "draw_dropout_masks",
+    "draw_masked_branches",
     "drop_edges",
+    "dropout_propagation",
+    "edge_dots",
+    "edge_softmax",
     "embedding_l2",
     "embedding_norm",
     "gather_triple",
@@ -90,10 +127,13 @@ __all__ = [
     "gumbel_real_rows",
     "interaction_rows",
     "item_graph_csr",
+    "mask_item_branches",
     "mask_seen",
+    "mmgcn_adjacency",
     "negative_cosine",
     "normalized_unseen_scores",
     "propagate_items",
+    "route_preferences",
     "row_sum_normalization",
     "sample_candidates",
     "similarity_knn_graph",
@@ -103,4 +143,5 @@ __all__ = [
     "topk_unseen_items",
     "triple_bpr_loss",
     "user_item_graph",
+    "weighted_matmul",
 ]
