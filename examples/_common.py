@@ -27,4 +27,4 @@ def train_and_report(
 
 
 #: the models the TikTok and MovieLens examples train by default (all that use features too).
-ALL_MODELS = "bpr,lightgcn,vbpr,bm3,freedom,lattice,mmgcn,grcn,dualgnn,slmrec,mentor,mmssl"
+ALL_MODELS = "bpr,lightgcn,vbpr,bm3,freedom,lattice,mmgcn,grcn,dualgnn,slmrec,mgcn,dragon,lgmrec,diffmm,mentor,mmssl"

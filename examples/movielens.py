@@ -1,5 +1,6 @@
 """MovieLens-small (text + genre, ../shared/data): every model (BPR-MF, LightGCN, VBPR, BM3,
-FREEDOM, LATTICE, MMGCN, GRCN, DualGNN, SLMRec, MENTOR, MMSSL), MMRec protocol.
+FREEDOM, LATTICE, MMGCN, GRCN, DualGNN, SLMRec, MGCN, DRAGON, LGMRec, DiffMM,
+MENTOR, MMSSL), MMRec protocol.
 
 python examples/movielens.py [--epochs N] [--models bpr,lightgcn,vbpr,...]
 """

@@ -1,5 +1,6 @@
 """TikTok (bundled; image + audio): every model (BPR-MF, LightGCN, VBPR, BM3, FREEDOM,
-LATTICE, MMGCN, GRCN, DualGNN, SLMRec, MENTOR, MMSSL), MMRec protocol.
+LATTICE, MMGCN, GRCN, DualGNN, SLMRec, MGCN, DRAGON, LGMRec, DiffMM,
+MENTOR, MMSSL), MMRec protocol.
 
 python examples/tiktok.py [--epochs N] [--models bpr,lightgcn,vbpr,...]
 """

@@ -32,7 +32,11 @@ DETERMINISTIC = {
     "mmgcn": {},
     "grcn": {},
     "dualgnn": {},
+    "diffmm": {"keep_rate": 1.0, "denoiser_dropout": 0.0},
+    "mgcn": {},
+    "dragon": {},
     "slmrec": {"dropout_rate": 0.0},
+    "lgmrec": {"keep_rate": 1.0, "gumbel_noise": False},
 }
 ATOL, RTOL = 1e-4, 1e-3
 

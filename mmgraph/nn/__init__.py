@@ -10,6 +10,13 @@ from mmgraph.nn.alignment import (
 from mmgraph.nn.attention import ModalityAttention
 from mmgraph.nn.contrastive import ContrastiveHead
 from mmgraph.nn.conv import LightGCNConv, LightGCNEncoder
+from mmgraph.nn.diffusion import (
+    Denoiser,
+    GaussianDiffusion,
+    diffusion_betas,
+    signal_injection_loss,
+    timestep_embedding,
+)
 from mmgraph.nn.encoders import (
     FeatureProjector,
     ModalityFusion,
@@ -27,6 +34,12 @@ from mmgraph.nn.graph_refine import (
     edge_softmax,
     route_preferences,
     weighted_matmul,
+)
+from mmgraph.nn.hypergraph import (
+    LearnableHypergraph,
+    MembershipNoise,
+    interaction_matrix,
+    population_infonce,
 )
 from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import (
@@ -51,6 +64,7 @@ from mmgraph.nn.losses import (
 from mmgraph.nn.masking import FeatureMaskingLoss
 from mmgraph.nn.mmgcn_conv import MMGCNBranch, MMGCNConv, mmgcn_adjacency
 from mmgraph.nn.perturb import GraphPerturbation, degree_sensitive_edge_sample, drop_edges
+from mmgraph.nn.purifier import BehaviorAwareFuser, BehaviorGuidedPurifier, PurifierGate
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
 from mmgraph.nn.sparse import csr_submatrix, csr_transpose, sparse_matmul
 from mmgraph.nn.ssl_augment import (
@@ -78,25 +92,32 @@ __all__ = [
     "AdversarialDiscriminator",
     "AlignmentHead",
     "AugmentedViews",
+    "BehaviorAwareFuser",
+    "BehaviorGuidedPurifier",
     "BipartiteGraph",
     "ContrastiveHead",
+    "Denoiser",
     "EdgeWeightFusion",
     "FeatureMaskingLoss",
     "FeatureProjector",
     "FineCoarseContrast",
+    "GaussianDiffusion",
     "GraphPerturbation",
     "ItemGraphPropagation",
     "ItemIDDropout",
     "LatentItemGraph",
+    "LearnableHypergraph",
     "LightGCNConv",
     "LightGCNEncoder",
     "MMGCNBranch",
     "MMGCNConv",
+    "MembershipNoise",
     "ModalityAttention",
     "ModalityFusion",
     "ModalityGraphGenerator",
     "ModalityProjection",
     "MultiBranchLightGCN",
+    "PurifierGate",
     "RoutingEdgeScorer",
     "Triple",
     "UserGraphAggregation",
@@ -110,6 +131,7 @@ __all__ = [
     "csr_submatrix",
     "csr_transpose",
     "degree_sensitive_edge_sample",
+    "diffusion_betas",
     "distribution_distance",
     "dot_infonce",
     "draw_dropout_masks",
@@ -125,6 +147,7 @@ __all__ = [
     "gradient_penalty",
     "grouped_gaussian_stats",
     "gumbel_real_rows",
+    "interaction_matrix",
     "interaction_rows",
     "item_graph_csr",
     "mask_item_branches",
@@ -132,13 +155,16 @@ __all__ = [
     "mmgcn_adjacency",
     "negative_cosine",
     "normalized_unseen_scores",
+    "population_infonce",
     "propagate_items",
     "route_preferences",
     "row_sum_normalization",
     "sample_candidates",
+    "signal_injection_loss",
     "similarity_knn_graph",
     "sparse_matmul",
     "stack_user_item_inputs",
+    "timestep_embedding",
     "topk_recommendations",
     "topk_unseen_items",
     "triple_bpr_loss",
