@@ -46,6 +46,7 @@ from mmgraph.eval import (
     write_per_user,
 )
 from mmgraph.models import Recommender, get_model, registered_models
+from mmgraph.threads import configure_threads
 from mmgraph.train import (
     RunConfig,
     TrainConfig,
@@ -548,12 +549,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs-dir", help="run folders (default runs/accuracy/<tag>)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny synthetic data")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    parser.add_argument("--threads", help="CPU threads: N or 'auto' (default: one per core)")
     return parser
 
 
 def run(argv: Sequence[str]) -> int:
     """The suite; returns the exit status (1 when a run failed)."""
     args = _parser().parse_args(argv)
+    configure_threads(args.threads)
     names = args.models.split(",") if args.models else sorted(registered_models())
     model_classes = [get_model(name.strip()) for name in names if name.strip()]
     if args.datasets:

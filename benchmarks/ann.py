@@ -20,6 +20,7 @@ their training items. Threads: faiss and numpy use ``OMP_NUM_THREADS`` (recorded
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ import numpy as np
 from benchmarks.speed import REPO, MachineLoad, describe_machine, machine_info, write_report
 from mmgraph.serve import ExportedRecommender, IndexSettings
 from mmgraph.serve.ann import build_index, import_faiss, read_index
+from mmgraph.threads import configure_threads
 
 EF_SEARCH = (16, 32, 64, 128, 256)
 
@@ -161,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hnsw-m", type=int, default=IndexSettings().hnsw_m)
     parser.add_argument("--quick", action="store_true", help="20,000 synthetic items, smoke run")
     parser.add_argument("--out", help="JSON path (Markdown beside it)")
+    parser.add_argument("--threads", help="CPU threads: N or 'auto' (default: OMP_NUM_THREADS)")
     args = parser.parse_args(argv)
+    configure_threads(args.threads)
+    if args.threads:
+        import_faiss().omp_set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     if args.quick:
         args.synthetic_items, args.queries = [20_000], 200
     command = "python -m benchmarks.ann " + " ".join(argv if argv is not None else sys.argv[1:])

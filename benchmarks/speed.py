@@ -47,6 +47,7 @@ from typing import Any
 
 from mmgraph.allocator import request_huge_pages
 from mmgraph.provenance import git_commit
+from mmgraph.threads import configure_threads
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MMGRAPH_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -214,6 +215,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_geometric": torch_geometric.__version__,
@@ -460,8 +462,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="profile N training steps"
     )
+    parser.add_argument(
+        "--threads", help="CPU threads per measured process: N or 'auto' (default: one per core)"
+    )
     parser.add_argument("--single", nargs=2, metavar=("MODEL", "DATASET"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    configure_threads(args.threads)  # before this process or its children import torch
     epochs, max_batches = (1, 2) if args.quick else (args.epochs, args.max_batches)
 
     if args.single:  # child process: one measurement as JSON on stdout
@@ -499,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--no-warmup"] if args.no_warmup else []
             command += [f"--max-batches={args.max_batches}"] if args.max_batches else []
             command += [f"--profile={args.profile}"] if args.profile else []
+            command += [f"--threads={os.environ['OMP_NUM_THREADS']}"] if args.threads else []
             done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
             if done.returncode != 0:
                 tail = (done.stderr.strip().splitlines() or ["failed"])[-1]

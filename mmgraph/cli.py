@@ -42,6 +42,7 @@ from mmgraph.plot import (
     read_log,
 )
 from mmgraph.serve import INDEX_KINDS, ExportedRecommender, IndexSettings, export_model
+from mmgraph.threads import configure_threads
 from mmgraph.train import (
     DistributedContext,
     RunConfig,
@@ -82,6 +83,11 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int)
     train.add_argument("--seed", type=int)
     train.add_argument("--device", help="cpu, cuda or cuda:N")
+    train.add_argument(
+        "--threads",
+        help="CPU threads: N, or 'auto' for the cores the current load leaves free "
+        "(default: one per core)",
+    )
     train.add_argument("--out", help="output folder (default runs/<model>-<dataset>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -111,6 +117,11 @@ def _build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--epochs", type=int)
     tune.add_argument("--seed", type=int)
     tune.add_argument("--device", help="cpu, cuda or cuda:N")
+    tune.add_argument(
+        "--threads",
+        help="CPU threads: N, or 'auto' for the cores the current load leaves free "
+        "(default: one per core)",
+    )
     tune.add_argument("--out", help="output folder (default runs/tune-<model>-<dataset>)")
     tune.add_argument("--quiet", action="store_true", help="no per-point or per-epoch lines")
 
@@ -277,6 +288,7 @@ def _check_output_folder(out: Path) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    configure_threads(args.threads)
     previous = None
     if args.resume:
         if not args.out:
@@ -338,6 +350,7 @@ def _fit_and_report(
 # ---------------------------------------------------------------------- tune
 def _tune(args: argparse.Namespace) -> int:
     """Grid search: every point checked before the dataset loads and anything trains."""
+    configure_threads(args.threads)
     if not args.dataset:
         raise ConfigError("--dataset is required")
     model_name, base, fixed = _config_layers(args)
