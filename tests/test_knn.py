@@ -10,6 +10,7 @@ from mmgraph.data.knn import (
     knn_graph,
     knn_neighbors,
     modality_knn_graphs,
+    similarity_block_shape,
 )
 from mmgraph.errors import ConfigError, DataError
 from mmgraph.nn import LightGCNConv
@@ -259,3 +260,90 @@ def test_neighbours_of_a_row_range_equal_those_rows_of_the_full_build():
     assert knn_neighbors(features, 5, start=50, stop=50).shape == (0, 5)
     with pytest.raises(ValueError, match="start <= stop"):
         knn_neighbors(features, 5, start=30, stop=20)
+
+
+def fresh_block_neighbours(features, k, include_self, chunk_size, tile):
+    """The tiled search with a fresh similarity block per tile (the path before the buffer)."""
+    num_items = features.size(0)
+    norms = torch.linalg.vector_norm(features, dim=1)
+    inv_norms = torch.where(norms > 0, 1.0 / norms, 0.0)
+    fill = float("inf") if include_self else float("-inf")
+    rows = []
+    for first in range(0, num_items, chunk_size):
+        last = min(first + chunk_size, num_items)
+        values, indices = [], []
+        for low in range(0, num_items, tile):
+            high = min(low + tile, num_items)
+            sim = features[first:last] @ features[low:high].T
+            sim.mul_(inv_norms[low:high])
+            for item in range(max(first, low), min(last, high)):
+                sim[item - first, item - low] = fill
+            top = torch.topk(sim, min(k, high - low), dim=1)
+            values.append(top.values)
+            indices.append(top.indices + low)
+        if len(values) == 1:
+            rows.append(indices[0])
+        else:
+            best = torch.topk(torch.cat(values, dim=1), k, dim=1).indices
+            rows.append(torch.cat(indices, dim=1).gather(1, best))
+    return torch.cat(rows)
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize(
+    ("chunk_size", "block_entries"),
+    # one block of full rows; a remainder block; a remainder tile; tiles narrower than k;
+    # one item per tile; more rows per block than items
+    [(None, 10**6), (16, 10**6), (16, 16 * 25), (9, 27), (4, 4), (200, 200 * 19)],
+)
+def test_buffer_path_is_bit_identical_to_fresh_blocks(include_self, chunk_size, block_entries):
+    gen = torch.Generator().manual_seed(7)
+    features = torch.randn(61, 24, generator=gen)
+    features[5] = 0.0  # an all-zero row: cosine 0 with every item, a tie of all its columns
+    k = 6
+    rows, tile = similarity_block_shape(61, chunk_size, block_entries)
+    neighbours = knn_neighbors(
+        features, k, include_self=include_self, chunk_size=chunk_size, block_entries=block_entries
+    )
+    expected = fresh_block_neighbours(features, k, include_self, rows, tile)
+    assert torch.equal(neighbours, expected)
+    # the same neighbours whatever the block shape (but for the tied row), and for any rows
+    default = knn_neighbors(features, k, include_self=include_self)
+    assert torch.equal(neighbours[6:], default[6:]) and torch.equal(neighbours[:5], default[:5])
+    part = knn_neighbors(
+        features, k, include_self=include_self, chunk_size=chunk_size,
+        block_entries=block_entries, start=13, stop=50,
+    )  # fmt: skip
+    assert torch.equal(part, expected[13:50])
+
+
+def test_every_block_reuses_one_similarity_buffer(monkeypatch):
+    features = torch.randn(50, 6, generator=torch.Generator().manual_seed(5))
+    written = []
+    matmul = torch.matmul
+
+    def recording_matmul(a, b, *, out=None):
+        assert out is not None, "a similarity block was allocated in the loop"
+        written.append((out.untyped_storage().data_ptr(), out.shape))
+        return matmul(a, b, out=out)
+
+    monkeypatch.setattr(torch, "matmul", recording_matmul)
+    done = []
+    neighbours = knn_neighbors(features, 3, chunk_size=8, block_entries=160, progress=done.append)
+    monkeypatch.undo()
+    assert torch.equal(neighbours, brute_force_similarity(features, True).topk(3, dim=1).indices)
+    # 7 blocks (the last of 2 rows) x 3 tiles (20, 20, 10 items), all in one storage
+    assert [shape for _, shape in written] == [(8, 20), (8, 20), (8, 10)] * 6 + [
+        (2, 20),
+        (2, 20),
+        (2, 10),
+    ]
+    assert len({pointer for pointer, _ in written}) == 1
+    assert done == [8, 16, 24, 32, 40, 48, 50]  # progress: query rows done after each block
+
+
+def test_features_that_require_grad_give_the_same_neighbours():
+    features = torch.randn(30, 5, generator=torch.Generator().manual_seed(8))
+    expected = knn_neighbors(features, 4, chunk_size=7, block_entries=70)
+    tracked = features.clone().requires_grad_()
+    assert torch.equal(knn_neighbors(tracked, 4, chunk_size=7, block_entries=70), expected)

@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -146,15 +146,19 @@ def knn_neighbors(
     start: int = 0,
     stop: int | None = None,
     block_entries: int = SIMILARITY_BLOCK_ENTRIES,
+    progress: Callable[[int], None] | None = None,
 ) -> Tensor:
     """The ``k`` most cosine-similar items of items ``start .. stop - 1`` (see :func:`knn_graph`).
 
     Beyond the input, memory is one similarity block, ``chunk_size`` query rows against a tile
     of ``block_entries // chunk_size`` items (all items when they fit, at least one), plus the
-    result: no normalised copy of the features is made (a row's ranking does not depend on its
-    own norm, so each block is only divided by the *other* items' norms). With several tiles,
-    a query's neighbours are the top ``k`` of the union of every tile's top ``k``, which
-    contains the row's top ``k``.
+    tiles' candidates and the result, all allocated once before the first block: every tile
+    of every block is written into the same buffer (``torch.matmul(..., out=)``) and edited
+    in place, so memory cannot grow with the rows searched, whatever the allocator keeps of
+    freed blocks. No normalised copy of the features is made (a row's ranking does not depend
+    on its own norm, so each block is only divided by the *other* items' norms). With several
+    tiles, a query's neighbours are the top ``k`` of the union of every tile's top ``k``,
+    which contains the row's top ``k``.
 
     Args:
         features: ``[I, d]`` item features.
@@ -166,6 +170,8 @@ def knn_neighbors(
             (or measured) on its own.
         block_entries: similarity entries computed at once (default
             :data:`SIMILARITY_BLOCK_ENTRIES`).
+        progress: called after each block of query rows with the number of rows done so
+            far (``1 .. stop - start``), e.g. to report a long build's progress or memory.
 
     Returns:
         ``[stop - start, k]`` neighbour ids per query item, by decreasing similarity.
@@ -185,7 +191,7 @@ def knn_neighbors(
     stop = num_items if stop is None else stop
     if not 0 <= start <= stop <= num_items:
         raise ValueError(f"need 0 <= start <= stop <= {num_items}, got {start}, {stop}")
-    features = features.float()
+    features = features.detach().float()  # matmul(out=) takes no autograd inputs
     for block in torch.split(features, chunk_size):  # no [I, d] boolean temporary
         if not bool(torch.isfinite(block).all()):
             raise DataError("kNN features contain NaN or infinite values")
@@ -193,24 +199,37 @@ def knn_neighbors(
     inv_norms = torch.where(norms > 0, 1.0 / norms, 0.0)  # an all-zero row: cosine 0 with all
     neighbours = torch.empty(stop - start, k, dtype=torch.long, device=features.device)
     fill = torch.inf if include_self else -torch.inf
+    tiles = [(low, min(low + tile, num_items)) for low in range(0, num_items, tile)]
+    widths = [min(k, high - low) for low, high in tiles]  # candidates of each tile
+    # Every buffer is allocated once, before the first block: the similarity block (written by
+    # matmul(out=), then edited in place) and the tiles' candidates side by side, so the
+    # loop allocates only a few small top-k results, whatever the number of blocks.
+    max_rows = min(chunk_size, stop - start)
+    similarity = features.new_empty(max_rows * tile)
+    candidate_values = features.new_empty(max_rows, sum(widths))
+    candidate_ids = torch.empty_like(candidate_values, dtype=torch.long)
     for first in range(start, stop, chunk_size):
         last = min(first + chunk_size, stop)
-        values, indices = [], []
-        for low in range(0, num_items, tile):
-            high = min(low + tile, num_items)
-            sim = features[first:last] @ features[low:high].T  # [chunk, tile]
+        rows = last - first
+        column = 0
+        for (low, high), width in zip(tiles, widths, strict=True):
+            sim = similarity[: rows * (high - low)].view(rows, high - low)  # contiguous
+            torch.matmul(features[first:last], features[low:high].T, out=sim)
             sim.mul_(inv_norms[low:high])  # cosine times |x_i|, a positive factor of the row
             if max(first, low) < min(last, high):  # queries whose own column is in this tile
                 own = torch.arange(max(first, low), min(last, high), device=features.device)
                 sim[own - first, own - low] = fill
-            top = torch.topk(sim, min(k, high - low), dim=1)
-            values.append(top.values)
-            indices.append(top.indices.add_(low))
-            del sim  # before the next block is allocated: one block in memory, not two
-        if len(indices) > 1:
-            best = torch.topk(torch.cat(values, dim=1), k, dim=1).indices
-            indices = [torch.cat(indices, dim=1).gather(1, best)]
-        neighbours[first - start : last - start] = indices[0]
+            top = torch.topk(sim, width, dim=1)
+            candidate_values[:rows, column : column + width] = top.values
+            candidate_ids[:rows, column : column + width] = top.indices.add_(low)
+            column += width
+        if len(tiles) > 1:
+            best = torch.topk(candidate_values[:rows], k, dim=1).indices
+            neighbours[first - start : last - start] = candidate_ids[:rows].gather(1, best)
+        else:
+            neighbours[first - start : last - start] = candidate_ids[:rows]
+        if progress is not None:
+            progress(last - start)
     return neighbours
 
 
