@@ -7,11 +7,11 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 from torch_geometric.utils import to_edge_index, to_torch_csr_tensor
 
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import ConfigError, DataError
+from mmgraph.kernels import matmul_cross_entropy
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.models.hparams import (
     DROP_PROBABILITY,
@@ -76,27 +76,6 @@ def drop_entries(adj: Tensor, keep_rate: float) -> Graph:
     return dropped, csr_transpose(dropped)
 
 
-class _PopulationInfoNCE(torch.autograd.Function):
-    """Mean cross-entropy of ``a @ t.T`` against ``targets``, keeping only the softmax for the
-    backward pass (one in-place update of it instead of autograd's three passes)."""
-
-    @staticmethod
-    def forward(ctx, a: Tensor, t: Tensor, targets: Tensor) -> Tensor:
-        probs = torch.log_softmax(a @ t.T, dim=1)
-        loss = -probs.gather(1, targets.unsqueeze(1)).mean()
-        ctx.save_for_backward(a, t, probs.exp_(), targets)
-        return loss
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        a, t, probs, targets = ctx.saved_tensors
-        rows = torch.arange(targets.numel(), device=targets.device)
-        probs[rows, targets] -= 1.0  # softmax - onehot, in place: the tensor is ours
-        probs.mul_(grad / targets.numel())
-        return probs @ t, probs.T @ a, None
-
-
 def mean_population_infonce(
     anchor: Tensor, target: Tensor, nodes: Tensor, temperature: float
 ) -> Tensor:
@@ -105,11 +84,14 @@ def mean_population_infonce(
     :math:`-\frac1B \sum_b \log \frac{\exp(\cos(a_{n_b}, t_{n_b}) / \tau)}
     {\sum_j \exp(\cos(a_{n_b}, t_j) / \tau)}`.
 
+    The kernel :func:`~mmgraph.kernels.matmul_cross_entropy` (``reduction="mean"``) keeps one
+    ``[B, N]`` buffer.
+
     Shapes:
         ``anchor, target: [N, d]``, ``nodes: [B]`` -> scalar (memory ``[B, N]``).
     """
     a = l2_normalize(anchor.index_select(0, nodes)) / temperature  # scales [B, d], not [B, N]
-    return _PopulationInfoNCE.apply(a, l2_normalize(target), nodes)
+    return matmul_cross_entropy(a, l2_normalize(target), nodes, "mean")
 
 
 class DiffMM(Recommender):

@@ -11,16 +11,15 @@ Branches are stacked on a middle axis: ``[num_nodes, num_branches, dim]``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
-from mmgraph.nn.functional import l2_normalize, stack_l2_normalized
+from mmgraph.kernels import l2_normalize, layer_sum_propagation, stack_l2_normalized
 from mmgraph.nn.perturb import GraphPerturbation
-from mmgraph.nn.sparse import check_increasing_index, csr_submatrix, sparse_matmul
+from mmgraph.nn.sparse import check_increasing_index, csr_submatrix
 
 
 class FeatureProjector(nn.Module):
@@ -147,8 +146,8 @@ def stack_user_item_inputs(
     """Layer-0 tables of several branches, stacked for :class:`MultiBranchLightGCN`.
 
     Equals ``torch.stack([branch(x) for branch, x in zip(branches, item_inputs)], dim=1)``
-    (values and gradients); :func:`~mmgraph.nn.functional.stack_l2_normalized` writes each
-    normalised row straight into the stack.
+    (values and gradients); the kernel :func:`~mmgraph.kernels.stack_l2_normalized` writes
+    each normalised row straight into the stack.
 
     Shapes:
         ``item_inputs[b]: [I, in_dim_b]`` -> ``[U + I, B, dim]``.
@@ -169,7 +168,8 @@ class MultiBranchLightGCN(nn.Module):
     where ``perturb`` is :class:`~mmgraph.nn.GraphPerturbation` for the branches flagged in
     ``perturbed`` and the identity otherwise (MENTOR's noisy views; the noise enters the next
     hop). Each hop equals :class:`~mmgraph.nn.LightGCNConv` applied per branch; here the
-    branches are one ``[N, B·d]`` matrix multiplied by :func:`~mmgraph.nn.sparse_matmul`.
+    branches are one ``[N, B·d]`` matrix, and the hops with the readout are the kernel
+    :func:`~mmgraph.kernels.layer_sum_propagation`.
 
     Args:
         num_layers: hops ``L`` (MENTOR: 2, hard-coded in its code).
@@ -180,12 +180,9 @@ class MultiBranchLightGCN(nn.Module):
     drawn for them only. The result equals the full output's rows; a loss that reads a batch's
     nodes (MENTOR's in-batch InfoNCE) saves most of the last hop's noise and products.
 
-    The hops and the readout are one autograd node whose backward is the transposed hops,
-    each followed by one in-place addition of the readout's gradient (the noise is a constant,
-    so each hop's derivative is the graph's): the same values as autograd's graph of the same
-    operations, without its zero-filled scatter for the row gather and its out-of-place
-    gradient sums (MENTOR's noisy pass on TikTok, forward and backward: 63.8 against 72.2 ms,
-    2 CPU threads).
+    The hops and the readout are one autograd node (the noise is a constant, so each hop's
+    derivative is the graph's): the same values as autograd's graph of the same operations,
+    with a cheaper backward (:func:`~mmgraph.kernels.layer_sum_propagation`).
 
     Shapes:
         ``x: [N, B, d]``; ``adj_t: [N, N]`` sparse :math:`\hat A`, applied as ``adj_t @ h``;
@@ -239,50 +236,8 @@ class MultiBranchLightGCN(nn.Module):
             else:  # noise is drawn for the flagged branches only
                 out3.index_copy_(1, noisy, self.perturbation.perturb_(out3.index_select(1, noisy)))
 
-        total = _LayerSumPropagation.apply(h, hops, rows, perturb if any(flags) else None)
+        total = layer_sum_propagation(h, hops, rows, perturb if any(flags) else None)
         return total.view(-1, num_branches, dim)
-
-
-class _LayerSumPropagation(torch.autograd.Function):
-    """``sum_l h^(l)`` (at ``rows``, or all rows) of ``h^(l+1) = perturb(hops[l][0] @ h^(l))``.
-
-    The backward is the transposed hops, each followed by one in-place addition of the
-    readout's gradient (an ``index_add_`` at ``rows``): the values autograd computes for the
-    same graph, without its zero-filled scatter for the row gather and its out-of-place sums
-    of two ``[N, B·d]`` gradients per hop. The noise is a constant of the graph, as there.
-    """
-
-    @staticmethod
-    def forward(
-        ctx,
-        x: Tensor,
-        hops: list[tuple[Tensor, Tensor]],
-        rows: Tensor | None,
-        perturb: Callable[[Tensor], None] | None,
-    ) -> Tensor:
-        h, total = x, x if rows is None else x.index_select(0, rows)
-        for layer, (matrix, _) in enumerate(hops):
-            h = sparse_matmul(matrix, h)
-            if perturb is not None:
-                perturb(h)
-            last = layer == len(hops) - 1
-            term = h if rows is None or last else h.index_select(0, rows)
-            total = total + term if layer == 0 else total.add_(term)
-        ctx.hops, ctx.rows = hops, rows
-        return total
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_total: Tensor):
-        rows = ctx.rows
-        grad = grad_total
-        for _, transpose in reversed(ctx.hops):
-            grad = sparse_matmul(transpose, grad)
-            if rows is None:
-                grad.add_(grad_total)
-            else:
-                grad.index_add_(0, rows, grad_total)
-        return grad, None, None, None
 
 
 class ModalityFusion(nn.Module):

@@ -17,25 +17,34 @@ messages first, then the ``E`` item -> user messages. Node ``u`` is user ``u`` a
 ``U + i`` is item ``i`` wherever users and items share one table.
 
 **Products.** Everything is differentiable in the edge values: the refining is trained by the
-loss of the convolution that uses it. The two products with per-edge values,
-:func:`edge_dots` (a sampled dense–dense product) and :func:`weighted_matmul` (a sparse–dense
-product whose matrix entries are the values), run on torch's CSR kernels
-(``sampled_addmm``, ``spmm``) with hand-written backward passes that are again such
-products; the gather–multiply–scatter they replace materialises ``[E, C]`` messages and was
-10-15x slower per product on TikTok (``E = 59541``, ``C = 64``, one CPU thread).
+loss of the convolution that uses it. The two products with per-edge values are the kernels
+:func:`~mmgraph.kernels.edge_dots` (:math:`s_e = \langle a_{u(e)}, b_{i(e)} \rangle`, a
+sampled dense–dense product) and :func:`~mmgraph.kernels.weighted_matmul` (:math:`A(v) x`
+with :math:`A_{u(e), i(e)} = v_e`), on torch's CSR kernels; a :class:`BipartiteGraph` is
+their edge pattern. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 from torch_geometric.utils import softmax
 
-from mmgraph.nn.functional import l2_normalize
-from mmgraph.nn.sparse import sparse_dense_product
+from mmgraph.kernels import edge_dots, l2_normalize, weighted_matmul
 
 EDGE_WEIGHT_MODES = ("confid", "max", "mean")
+
+__all__ = [
+    "EDGE_WEIGHT_MODES",
+    "BipartiteGraph",
+    "EdgeWeightFusion",
+    "RoutingEdgeScorer",
+    "WeightedGCN",
+    "edge_dots",
+    "edge_softmax",
+    "route_preferences",
+    "weighted_matmul",
+]
 
 
 class BipartiteGraph(nn.Module):
@@ -104,75 +113,6 @@ def _crow(rows: Tensor, num_rows: int) -> Tensor:
     crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
     torch.cumsum(torch.bincount(rows, minlength=num_rows), 0, out=crow[1:])
     return crow
-
-
-def _edge_dots(graph: BipartiteGraph, user_x: Tensor, item_x: Tensor) -> Tensor:
-    pattern = graph.matrix(user_x.new_zeros(graph.num_edges))
-    return torch.sparse.sampled_addmm(pattern, user_x, item_x.T, beta=0.0).values()
-
-
-class _EdgeDots(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, user_x: Tensor, item_x: Tensor, graph: BipartiteGraph) -> Tensor:
-        ctx.save_for_backward(user_x, item_x)
-        ctx.graph = graph
-        return _edge_dots(graph, user_x, item_x)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        user_x, item_x = ctx.saved_tensors
-        graph, needs = ctx.graph, ctx.needs_input_grad
-        grad_user = sparse_dense_product(graph.matrix(grad), item_x) if needs[0] else None
-        grad_item = sparse_dense_product(graph.matrix(grad, True), user_x) if needs[1] else None
-        return grad_user, grad_item, None
-
-
-def edge_dots(graph: BipartiteGraph, user_x: Tensor, item_x: Tensor) -> Tensor:
-    r"""Inner products along the edges: :math:`s_e = \langle a_{u(e)}, b_{i(e)} \rangle`.
-
-    Only the ``E`` products of the edges are computed (CSR ``sampled_addmm``), not all
-    ``U x I``. Differentiable in both inputs.
-
-    Shapes:
-        ``user_x: [U, C]``, ``item_x: [I, C]`` -> ``[E]`` in edge order.
-    """
-    return _EdgeDots.apply(user_x, item_x, graph)
-
-
-class _WeightedMatmul(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, values: Tensor, x: Tensor, graph: BipartiteGraph, transpose: bool) -> Tensor:
-        ctx.save_for_backward(values, x)
-        ctx.graph, ctx.transpose = graph, transpose
-        return sparse_dense_product(graph.matrix(values, transpose), x)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        values, x = ctx.saved_tensors
-        graph, transpose, needs = ctx.graph, ctx.transpose, ctx.needs_input_grad
-        grad_values = grad_x = None
-        if needs[0]:  # d out_r / d A_rc = x_c: the out-gradient's dot with x along each edge
-            grad_values = _edge_dots(graph, x, grad) if transpose else _edge_dots(graph, grad, x)
-        if needs[1]:
-            grad_x = sparse_dense_product(graph.matrix(values, not transpose), grad)
-        return grad_values, grad_x, None, None
-
-
-def weighted_matmul(
-    graph: BipartiteGraph, values: Tensor, x: Tensor, transpose: bool = False
-) -> Tensor:
-    r"""``A(values) @ x`` with :math:`A_{u(e), i(e)} = v_e`: items' rows summed into users.
-
-    With ``transpose`` it is :math:`A^\top x` (users' rows summed into items). Differentiable
-    in ``values`` and ``x``.
-
-    Shapes:
-        ``values: [E]`` in edge order; ``x: [I, C]`` -> ``[U, C]`` (``transpose``:
-        ``[U, C]`` -> ``[I, C]``).
-    """
-    return _WeightedMatmul.apply(values, x, graph, transpose)
 
 
 def edge_softmax(scores: Tensor, groups: Tensor, num_groups: int) -> Tensor:

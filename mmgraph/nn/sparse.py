@@ -1,4 +1,5 @@
-"""Sparse–dense products with a cheap backward pass."""
+"""Sparse matrices for the layers: CSR transposes and submatrices, and the products of
+:mod:`mmgraph.kernels.sparse` (:func:`sparse_matmul`, :func:`sparse_dense_product`)."""
 
 from __future__ import annotations
 
@@ -6,61 +7,15 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import to_edge_index, to_torch_csr_tensor
 
+from mmgraph.kernels.sparse import sparse_dense_product, sparse_matmul
 
-def sparse_dense_product(matrix: Tensor, x: Tensor) -> Tensor:
-    """``matrix @ x`` for a sparse ``matrix``, by the fastest torch kernel for its layout.
-
-    A CSR matrix on the CPU goes to torch's row-parallel ``spmm_reduce`` kernel
-    (``torch.sparse.mm(matrix, x, "sum")``), which writes every output row once; the default
-    ``@`` path (MKL) zero-fills its output and copies it from a temporary: per hop, forward
-    and backward, it took 0.9-1.6x the time on 2 cores for 64-448 columns (TikTok's and
-    Baby's LightGCN adjacencies; ``benchmarks/propagation.py``). Other layouts and devices
-    use ``@``. Both sum the same products per row, in a different order: results agree to
-    float rounding.
-
-    Shapes:
-        ``matrix: [N_dst, N_src]``, ``x: [N_src, d]`` -> ``[N_dst, d]``.
-    """
-    if (
-        matrix.layout == torch.sparse_csr
-        and x.device.type == "cpu"
-        and x.dim() == 2
-        and x.dtype in (torch.float32, torch.float64)
-        and x.dtype == matrix.dtype
-    ):
-        return torch.sparse.mm(matrix, x, "sum")
-    return matrix @ x
-
-
-class _SparseMatmul(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, adj_t: Tensor, adj: Tensor, x: Tensor) -> Tensor:
-        ctx.adj = adj
-        return sparse_dense_product(adj_t, x)
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        return None, None, sparse_dense_product(ctx.adj, grad_out)
-
-
-def sparse_matmul(adj_t: Tensor, x: Tensor, adj: Tensor | None = None) -> Tensor:
-    """``adj_t @ x`` whose gradient w.r.t. ``x`` uses a precomputed transpose.
-
-    torch differentiates a CSR product by transposing the matrix on every backward call, which
-    costs several forward products. Passing the transpose (the matrix itself when it is
-    symmetric, as LightGCN's normalised adjacency is) makes the backward one more product.
-
-    Args:
-        adj_t: ``[N_dst, N_src]`` sparse matrix (CSR recommended).
-        x: ``[N_src, d]`` dense features.
-        adj: ``[N_src, N_dst]`` transpose of ``adj_t``, or ``None`` to let torch transpose.
-
-    Returns:
-        ``[N_dst, d]``. No gradient flows to the sparse matrices.
-    """
-    if adj is None or not (torch.is_grad_enabled() and x.requires_grad):
-        return sparse_dense_product(adj_t, x)
-    return _SparseMatmul.apply(adj_t, adj, x)
+__all__ = [
+    "check_increasing_index",
+    "csr_submatrix",
+    "csr_transpose",
+    "sparse_dense_product",
+    "sparse_matmul",
+]
 
 
 def csr_transpose(matrix: Tensor) -> Tensor:
