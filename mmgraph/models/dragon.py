@@ -5,31 +5,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmgraph.data.cooccurrence import user_cooccurrence_graph
 from mmgraph.data.dataset import InteractionDataset
-from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.knn import fused_knn_graph
-from mmgraph.data.sampling import Batch
 from mmgraph.errors import ConfigError
-from mmgraph.models.base import Embeddings, Recommender
-from mmgraph.models.hparams import Choice, Interval, Rule
-from mmgraph.nn.encoders import (
-    ModalityFusion,
-    MultiBranchLightGCN,
-    UserItemInput,
-    stack_user_item_inputs,
-)
-from mmgraph.nn.functional import bpr_scores
+from mmgraph.models.base import Embeddings
+from mmgraph.models.dualgnn import DualGNN
 from mmgraph.nn.item_graph import ItemGraphPropagation
-from mmgraph.nn.losses import bpr_loss
 from mmgraph.nn.sparse import csr_transpose
-from mmgraph.nn.user_graph import USER_AGGREGATIONS, UserGraphAggregation
 
 
-class DRAGON(Recommender):
+class DRAGON(DualGNN):
     r"""Modality GCNs on the user–item graph, then a user–user and an item–item graph on top.
+
+    DualGNN's branches, user graph and loss (a subclass), its users concatenated instead of
+    summed, plus a frozen kNN item graph.
 
     **Heterogeneous graph** (one branch per modality ``m``): user preferences
     :math:`P_m \in \mathbb R^{U \times d}` and a feature MLP (``d_m -> 4d -> d``, LeakyReLU)
@@ -111,19 +102,10 @@ class DRAGON(Recommender):
         "knn_k": 10,
         "item_graph_weights": None,
     }
-    #: MMRec's DRAGON.yaml (25 points; its ``aggr_mode`` takes only ``add``)
-    search_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "lr": (0.1, 0.01, 1e-3, 1e-4, 1e-5),
-        "reg_weight": (0.1, 0.01, 1e-3, 1e-4, 1e-5),
-    }
+    #: MMRec's DRAGON.yaml: DualGNN's 25 points (its ``aggr_mode`` takes only ``add``)
+    search_grid: ClassVar[dict[str, tuple[Any, ...]]] = DualGNN.search_grid
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-4}
-    hyperparameter_rules: ClassVar[dict[str, Rule]] = {
-        "user_graph_k": Interval(1, integer=True),
-        "user_aggregation": Choice(USER_AGGREGATIONS),
-    }
-    requires_features = True
-    fused_adam = True
-    dataset_args = (*Recommender.dataset_args, "features", "user_graph", "item_graph")
+    dataset_args = (*DualGNN.dataset_args, "item_graph")
 
     def __init__(
         self,
@@ -139,32 +121,22 @@ class DRAGON(Recommender):
         reg_weight: float = 1e-3,
         user_aggregation: str = "softmax",
     ) -> None:
-        super().__init__(num_users, num_items, train_edge_index)
-        self.modalities = list(features)
-        if not self.modalities:
-            raise ConfigError("DRAGON needs at least one item modality")
-        for graph, size, label in (
-            (user_graph, num_users, "user"),
-            (item_graph, num_items, "item"),
-        ):
-            if tuple(graph.shape) != (size, size):
-                raise ConfigError(
-                    f"{label}_graph must be [{size}, {size}], got {list(graph.shape)}"
-                )
-        self.reg_weight = reg_weight
-        dim = embedding_dim
-        for index, feat in enumerate(features.values()):
-            self.register_buffer(f"features_{index}", feat.float(), persistent=False)
-        self.modal_inputs = nn.ModuleList(
-            UserItemInput(num_users, feat.size(1), dim, 4 * dim) for feat in features.values()
+        super().__init__(
+            num_users,
+            num_items,
+            train_edge_index,
+            features,
+            user_graph,
+            embedding_dim=embedding_dim,
+            num_layers=num_layers,
+            reg_weight=reg_weight,
+            user_aggregation=user_aggregation,
         )
-        self.user_item_gcn = MultiBranchLightGCN(num_layers)
-        num_modalities = len(self.modalities)
-        self.fusion = ModalityFusion(num_users, num_modalities) if num_modalities > 1 else None
+        if tuple(item_graph.shape) != (num_items, num_items):
+            raise ConfigError(
+                f"item_graph must be [{num_items}, {num_items}], got {list(item_graph.shape)}"
+            )
         self.item_propagation = ItemGraphPropagation(item_graph_layers, residual=True)
-        self.user_graph = UserGraphAggregation(user_graph, user_aggregation)
-        adj = user_item_adjacency(train_edge_index, num_users, num_items)
-        self.register_buffer("adj", adj, persistent=False)
         self.register_buffer("item_graph", item_graph, persistent=False)
         self.register_buffer("item_graph_t", csr_transpose(item_graph), persistent=False)
 
@@ -172,24 +144,12 @@ class DRAGON(Recommender):
     def dataset_inputs(
         cls, dataset: InteractionDataset, hparams: Mapping[str, Any]
     ) -> dict[str, Any]:
-        """Adds the user co-occurrence graph and the fused kNN item graph (both built and
-        cached by the data layer)."""
+        """DualGNN's inputs and the fused kNN item graph (built and cached by the data
+        layer)."""
         return {
             **super().dataset_inputs(dataset, hparams),
-            "user_graph": user_cooccurrence_graph(dataset, hparams["user_graph_k"]),
             "item_graph": fused_knn_graph(dataset, hparams["knn_k"], hparams["item_graph_weights"]),
         }
-
-    def _features(self) -> list[Tensor]:
-        return [getattr(self, f"features_{i}") for i in range(len(self.modalities))]
-
-    def modality_outputs(self) -> tuple[Tensor, Tensor]:
-        r"""The single-modality GCN outputs :math:`\hat x_m`: users ``[U, M, d]``, items
-        ``[I, M, d]``."""
-        stacked = stack_user_item_inputs(self.modal_inputs, self._features())
-        out = self.user_item_gcn(stacked, self.adj)
-        users, items = out.split([self.num_users, self.num_items])
-        return users, items
 
     def concatenate(self, users: Tensor, items: Tensor) -> Embeddings:
         r"""``(h_u [U, M·d], h_i [I, M·d])``: the weighted user views and the item views side
@@ -202,14 +162,3 @@ class DRAGON(Recommender):
         users, items = self.concatenate(*self.modality_outputs())
         items = self.item_propagation(items, self.item_graph, self.item_graph_t)
         return self.user_graph(users), items
-
-    def loss(self, batch: Batch) -> dict[str, Tensor]:
-        user_emb, item_emb = self()
-        scores = bpr_scores(user_emb, item_emb, batch.users, batch.pos_items, batch.neg_items)
-        reg = sum(
-            branch.preference.index_select(0, batch.users).pow(2).mean()
-            for branch in self.modal_inputs
-        )
-        if self.fusion is not None:
-            reg = reg + self.fusion.weight.pow(2).mean()
-        return {"loss_bpr": bpr_loss(*scores), "loss_reg": self.reg_weight * reg}

@@ -119,7 +119,7 @@ class DualGNN(Recommender):
         super().__init__(num_users, num_items, train_edge_index)
         self.modalities = list(features)
         if not self.modalities:
-            raise ConfigError("DualGNN needs at least one item modality")
+            raise ConfigError(f"{type(self).__name__} needs at least one item modality")
         if tuple(user_graph.shape) != (num_users, num_users):
             raise ConfigError(
                 f"user_graph must be [{num_users}, {num_users}], got {list(user_graph.shape)}"
