@@ -67,7 +67,6 @@ class BM3(Recommender):
     }
     hyperparameter_rules: ClassVar[dict[str, Rule]] = {"cl_weight": NON_NEGATIVE}
     requires_features = True
-    dataset_args = (*Recommender.dataset_args, "features")
 
     def __init__(
         self,

@@ -221,7 +221,6 @@ class DiffMM(Recommender):
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "batch_size": 1024, "epochs": 50}
     requires_features = True
     separate_loss_terms = frozenset({"loss_diff", "loss_msi"})
-    dataset_args = (*Recommender.dataset_args, "features")
     hyperparameter_rules: ClassVar[dict[str, Rule]] = {
         "cl_weight": NON_NEGATIVE,
         "temperature": POSITIVE,

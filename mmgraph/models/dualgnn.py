@@ -102,7 +102,7 @@ class DualGNN(Recommender):
     }
     requires_features = True
     fused_adam = True
-    dataset_args = (*Recommender.dataset_args, "features", "user_graph")
+    dataset_args = (*Recommender.dataset_args, "user_graph")
 
     def __init__(
         self,

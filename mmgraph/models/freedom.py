@@ -73,7 +73,7 @@ class FREEDOM(Recommender):
         "reg_weight": (0.0, 1e-5, 1e-4, 1e-3),
     }
     requires_features = True
-    dataset_args = (*Recommender.dataset_args, "features", "item_graph")
+    dataset_args = (*Recommender.dataset_args, "item_graph")
 
     def __init__(
         self,

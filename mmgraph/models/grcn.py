@@ -118,7 +118,6 @@ class GRCN(Recommender):
         "pruning": Flag(),
     }
     requires_features = True
-    dataset_args = (*Recommender.dataset_args, "features")
 
     def __init__(
         self,

@@ -77,7 +77,7 @@ class LATTICE(Recommender):
     hyperparameter_rules: ClassVar[dict[str, Rule]] = {"skip": Interval(0.0, 1.0)}
     requires_features = True
     train_defaults: ClassVar[dict[str, Any]] = {"lr": 5e-4}
-    dataset_args = (*Recommender.dataset_args, "features", "original_graphs")
+    dataset_args = (*Recommender.dataset_args, "original_graphs")
 
     def __init__(
         self,

@@ -128,7 +128,6 @@ class LGMRec(Recommender):
         "cl_weight": NON_NEGATIVE,
     }
     requires_features = True
-    dataset_args = (*Recommender.dataset_args, "features")
 
     def __init__(
         self,

@@ -133,7 +133,7 @@ class MENTOR(Recommender):
         "noise_eps": NON_NEGATIVE,
         "max_contrast_nodes": Interval(2, integer=True, optional=True),
     }
-    dataset_args = (*Recommender.dataset_args, "features", "item_graph")
+    dataset_args = (*Recommender.dataset_args, "item_graph")
 
     def __init__(
         self,

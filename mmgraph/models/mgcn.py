@@ -130,7 +130,7 @@ class MGCN(Recommender):
         "temperature": POSITIVE,
     }
     requires_features = True
-    dataset_args = (*Recommender.dataset_args, "features", "item_graphs")
+    dataset_args = (*Recommender.dataset_args, "item_graphs")
 
     def __init__(
         self,

@@ -109,7 +109,6 @@ class MMGCN(Recommender):
         "aggregation": Choice(AGGREGATIONS),
     }
     requires_features = True
-    dataset_args = (*Recommender.dataset_args, "features")
 
     def __init__(
         self,

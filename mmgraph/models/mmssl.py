@@ -153,7 +153,6 @@ class MMSSL(Recommender):
     }
     requires_features = True
     separate_loss_terms = frozenset({"loss_critic"})
-    dataset_args = (*Recommender.dataset_args, "features")
     hyperparameter_rules: ClassVar[dict[str, Rule]] = {
         "drop_rate": DROP_PROBABILITY,
         "model_cat_rate": NON_NEGATIVE,

@@ -151,7 +151,6 @@ class SLMRec(Recommender):
         "mm_fusion_mode": Choice(("concat", "mean")),
     }
     requires_features = True
-    dataset_args = (*Recommender.dataset_args, "features")
 
     def __init__(
         self,

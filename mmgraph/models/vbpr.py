@@ -52,7 +52,6 @@ class VBPR(Recommender):
         "reg_weight": (2.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
     }
     requires_features = True
-    dataset_args = (*Recommender.dataset_args, "features")
 
     def __init__(
         self,
