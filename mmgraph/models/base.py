@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.optim import Adam
 
 from mmgraph.data.dataset import CSR, InteractionDataset, build_csr
+from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.sampling import Batch, BPRSampler
 from mmgraph.errors import CheckpointError, ConfigError, DataError
 from mmgraph.io import FORMAT_KEY, atomic_torch_save, safe_torch_load
@@ -87,6 +88,19 @@ class Recommender(nn.Module):
         seen = build_csr(train_edge_index[0], train_edge_index[1], num_users)
         self.register_buffer("seen_indptr", seen.indptr, persistent=False)
         self.register_buffer("seen_indices", seen.indices, persistent=False)
+
+    # ------------------------------------------------------------------ shared parts
+    def add_id_embeddings(self, embedding_dim: int, user_dim: int | None = None) -> None:
+        """The ID tables ``user_embedding`` ``[U, user_dim or d]`` and ``item_embedding``
+        ``[I, d]``, created in this order (the parameter order optimiser states rely on)."""
+        self.user_embedding = nn.Embedding(self.num_users, user_dim or embedding_dim)
+        self.item_embedding = nn.Embedding(self.num_items, embedding_dim)
+
+    def register_adjacency(self, train_edge_index: Tensor) -> None:
+        """Buffer ``adj``: the symmetric-normalised user–item adjacency ``[U + I, U + I]``
+        of :func:`~mmgraph.data.graph.user_item_adjacency` (rebuilt from the data, not saved)."""
+        adj = user_item_adjacency(train_edge_index, self.num_users, self.num_items)
+        self.register_buffer("adj", adj, persistent=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -35,8 +35,7 @@ class BPRMF(Recommender):
         reg_weight: float = 1e-4,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.add_id_embeddings(embedding_dim)
         self.reg_weight = reg_weight
         self.reset_parameters()
 

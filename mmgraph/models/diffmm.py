@@ -315,8 +315,7 @@ class DiffMM(Recommender):
         self.diffusion_lr = diffusion_lr
         self.diffusion_batch_size = diffusion_batch_size
 
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.add_id_embeddings(embedding_dim)
         self.content = ModalityProjection(features, embedding_dim)
         self.modal_weight = nn.Parameter(torch.full((len(features),), 1.0 / len(features)))
         self.diffusion = GaussianDiffusion(diffusion_steps, noise_scale, noise_min, noise_max)

@@ -9,7 +9,6 @@ from torch import Tensor, nn
 
 from mmgraph.data.cooccurrence import user_cooccurrence_graph
 from mmgraph.data.dataset import InteractionDataset
-from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import ConfigError
 from mmgraph.models.base import Embeddings, Recommender
@@ -135,8 +134,7 @@ class DualGNN(Recommender):
         num_modalities = len(self.modalities)
         self.fusion = ModalityFusion(num_users, num_modalities) if num_modalities > 1 else None
         self.user_graph = UserGraphAggregation(user_graph, user_aggregation)
-        adj = user_item_adjacency(train_edge_index, num_users, num_items)
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_adjacency(train_edge_index)
 
     @classmethod
     def dataset_inputs(

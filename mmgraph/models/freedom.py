@@ -90,8 +90,7 @@ class FREEDOM(Recommender):
         item_id_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.add_id_embeddings(embedding_dim)
         self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.encoder = LightGCNEncoder(num_layers)
         self.item_propagation = ItemGraphPropagation(item_graph_layers, residual=False)
@@ -99,8 +98,7 @@ class FREEDOM(Recommender):
         self.dropout = dropout
         self.reg_weight = reg_weight
         self.register_buffer("train_edges", train_edge_index, persistent=False)
-        adj = user_item_adjacency(train_edge_index, num_users, num_items)
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_adjacency(train_edge_index)
         self.register_buffer("item_graph", item_graph, persistent=False)
         self.register_buffer("item_graph_t", csr_transpose(item_graph), persistent=False)
         self.pruned_adj: Tensor | None = None

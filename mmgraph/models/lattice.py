@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmgraph.data.dataset import InteractionDataset
-from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.knn import modality_knn_graphs
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
@@ -95,15 +94,13 @@ class LATTICE(Recommender):
         item_id_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.add_id_embeddings(embedding_dim)
         self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.encoder = LightGCNEncoder(num_layers)
         self.item_graph = LatentItemGraph(features, embedding_dim, knn_k, skip, original_graphs)
         self.item_graph_layers = item_graph_layers
         self.reg_weight = reg_weight
-        adj = user_item_adjacency(train_edge_index, num_users, num_items)
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_adjacency(train_edge_index)
         self._epoch_graph: tuple[Tensor, Tensor] | None = None
         self.reset_parameters()
 

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.models.hparams import NON_NEGATIVE, POSITIVE, Flag, Interval, Rule
@@ -158,8 +157,7 @@ class LGMRec(Recommender):
         self.temperature = temperature
         self.cl_weight = cl_weight
         self.reg_weight = reg_weight
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.add_id_embeddings(embedding_dim)
         self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.encoder = LightGCNEncoder(num_layers)
         self.projections = nn.ModuleList(
@@ -175,8 +173,7 @@ class LGMRec(Recommender):
         )
         for index, x in enumerate(features.values()):
             self.register_buffer(f"features_{index}", x.float(), persistent=False)
-        adj = user_item_adjacency(train_edge_index, num_users, num_items)
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_adjacency(train_edge_index)
         interactions = interaction_matrix(train_edge_index, num_users, num_items)
         self.register_buffer("interactions", interactions, persistent=False)
         self.register_buffer("interactions_t", csr_transpose(interactions), persistent=False)

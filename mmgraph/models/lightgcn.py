@@ -7,7 +7,6 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.nn.conv import LightGCNEncoder
@@ -51,8 +50,7 @@ class LightGCN(Recommender):
         self.embedding = nn.Embedding(num_users + num_items, embedding_dim)
         self.encoder = LightGCNEncoder(num_layers)
         self.reg_weight = reg_weight
-        adj = user_item_adjacency(train_edge_index, num_users, num_items)
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_adjacency(train_edge_index)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

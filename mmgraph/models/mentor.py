@@ -10,7 +10,6 @@ import torch
 from torch import Tensor, nn
 
 from mmgraph.data.dataset import InteractionDataset
-from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.knn import fused_knn_graph
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import ConfigError
@@ -197,8 +196,7 @@ class MENTOR(Recommender):
         )
         self.contrast = ContrastiveHead(temperature, symmetric=False, intra_view_negatives=False)
 
-        adj = user_item_adjacency(train_edge_index, self.num_users, self.num_items)
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_adjacency(train_edge_index)
         self.register_buffer("item_knn_graph", item_graph, persistent=False)
         self.register_buffer("item_knn_graph_t", csr_transpose(item_graph), persistent=False)
         self.reset_parameters()

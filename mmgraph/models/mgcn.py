@@ -158,8 +158,7 @@ class MGCN(Recommender):
         num_modalities = len(self.modalities)
         self.reg_weight = reg_weight
         self.cl_weight = cl_weight
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.add_id_embeddings(embedding_dim)
         self.projection = ModalityProjection(features, embedding_dim)
         self.purifier = BehaviorGuidedPurifier(num_modalities, embedding_dim)
         self.encoder = LightGCNEncoder(num_layers)

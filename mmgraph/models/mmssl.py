@@ -234,8 +234,7 @@ class MMSSL(Recommender):
         self.reference = reference
         symmetric_norm = symmetric_norm and not reference
 
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.add_id_embeddings(embedding_dim)
         self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.encoders = nn.ModuleList(
             nn.Linear(x.size(1), embedding_dim) for x in features.values()

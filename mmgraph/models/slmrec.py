@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmgraph.data.graph import user_item_adjacency
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import ConfigError
 from mmgraph.models.base import Embeddings, Recommender
@@ -185,8 +184,7 @@ class SLMRec(Recommender):
         self.mm_fusion_mode = mm_fusion_mode
         self.reg_weight = reg_weight
 
-        self.user_embedding = nn.Embedding(num_users, embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.add_id_embeddings(embedding_dim)
         self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.content = ModalityProjection(normalized, embedding_dim, init="xavier_uniform")
         self.gcn = MultiBranchLightGCN(num_layers)
@@ -200,8 +198,7 @@ class SLMRec(Recommender):
             if ssl_task == "FAC"
             else None
         )
-        adj = user_item_adjacency(train_edge_index, num_users, num_items)
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_adjacency(train_edge_index)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

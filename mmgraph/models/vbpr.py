@@ -64,8 +64,7 @@ class VBPR(Recommender):
         item_id_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
-        self.user_embedding = nn.Embedding(num_users, 2 * embedding_dim)
-        self.item_embedding = nn.Embedding(num_items, embedding_dim)
+        self.add_id_embeddings(embedding_dim, user_dim=2 * embedding_dim)
         self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
         self.content = ModalityProjection(features, embedding_dim)
         self.reg_weight = reg_weight
