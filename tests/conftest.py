@@ -9,6 +9,10 @@ one are marked ``@requires_shared("baby")`` and are skipped where that folder is
     @requires_shared("movielens-small")
     def test_something():
         ds = load_dataset(shared_data_dir() / "movielens-small")
+
+Fixtures for the model tests: ``isolated_graph_cache`` (opt in with
+``pytestmark = pytest.mark.usefixtures("isolated_graph_cache")``) and the session-wide
+``tiktok_full`` / ``tiktok_slice`` datasets (skipped where ``tiktok`` is absent).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import os
 from pathlib import Path
 
 import pytest
+
+from mmgraph.data import InteractionDataset, load_dataset
+from tests.helpers import user_slice
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +43,30 @@ def requires_shared(name: str) -> pytest.MarkDecorator:
 def shared_data() -> Path:
     """:func:`shared_data_dir` as a fixture."""
     return shared_data_dir()
+
+
+@pytest.fixture
+def isolated_graph_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point ``$MMGRAPH_CACHE`` at a fresh folder, keeping the kNN and co-occurrence disk
+    caches of a test out of the user's home. Opt in per module with
+    ``pytestmark = pytest.mark.usefixtures("isolated_graph_cache")``."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MMGRAPH_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiktok_full() -> InteractionDataset:
+    """The shared ``tiktok`` dataset, loaded once a session; skips where it is absent (mark
+    the tests ``@requires_shared("tiktok")`` as well). Do not modify it."""
+    folder = shared_data_dir() / "tiktok"
+    if not folder.is_dir():
+        pytest.skip(f"shared dataset {folder} is absent")
+    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
+        return load_dataset(folder)
+
+
+@pytest.fixture(scope="session")
+def tiktok_slice(tiktok_full: InteractionDataset) -> InteractionDataset:
+    """Users 0-2999 of ``tiktok``: ~43k training interactions, image + audio features."""
+    return user_slice(tiktok_full, 0, 3000)

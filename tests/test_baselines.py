@@ -4,19 +4,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmgraph.data import load_dataset
 from mmgraph.data.knn import fused_knn_graph
 from mmgraph.data.sampling import Batch
-from mmgraph.errors import DataError
-from mmgraph.eval import Evaluator
-from mmgraph.models import BM3, FREEDOM, LATTICE, VBPR, Recommender, get_model
+from mmgraph.models import BM3, FREEDOM, LATTICE, VBPR, get_model
 from mmgraph.nn.losses import bpr_loss
-from mmgraph.train import Trainer, resolve_config, seed_everything
-from tests.conftest import requires_shared, shared_data_dir
-from tests.helpers import tiny_dataset
+from tests.conftest import requires_shared
+from tests.helpers import (
+    assert_all_parameters_get_gradients,
+    assert_needs_item_features,
+    assert_round_trip,
+    tiny_dataset,
+    train_and_check_valid_recall,
+)
 from tests.test_baseline_layers import dense_lattice_knn, dense_row_sum_norm, raw_knn
 from tests.test_graph_and_conv import dense_lightgcn_adjacency
-from tests.test_mentor import user_slice
 
 BASELINES = ["vbpr", "bm3", "freedom", "lattice"]
 BATCH = Batch(torch.tensor([0, 1, 2, 1]), torch.tensor([2, 3, 4, 5]), torch.tensor([6, 7, 8, 9]))
@@ -185,15 +186,11 @@ def test_lattice_learns_its_graph_on_the_first_batch_of_each_epoch_only():
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_feature_models_refuse_an_id_only_dataset_and_round_trip(name, tmp_path):
-    with pytest.raises(DataError, match=f"'{name}' needs item modality features"):
-        get_model(name).from_dataset(tiny_dataset())
+    assert_needs_item_features(get_model(name), name)
     data = data_with_features()
     hparams = {"embedding_dim": 4} | ({"knn_k": 3} if name in ("freedom", "lattice") else {})
     model = get_model(name).from_dataset(data, **hparams)
-    model.save(tmp_path / "model.pt")
-    loaded = Recommender.load(tmp_path / "model.pt", data)
-    for a, b in zip(model(), loaded(), strict=True):
-        assert torch.equal(a, b)
+    assert_round_trip(model, data, tmp_path / "model.pt")
     assert not any(key.startswith("content.features") for key in model.state_dict())
 
 
@@ -203,27 +200,11 @@ def test_every_parameter_gets_a_gradient(name):
     hparams = {"embedding_dim": 4} | ({"knn_k": 3} if name in ("freedom", "lattice") else {})
     model = get_model(name).from_dataset(data, **hparams)
     model.on_epoch_start(1)
-    sum(model.loss(BATCH).values()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not missing
-
-
-@pytest.fixture(scope="module")
-def tiktok_slice():
-    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
-        full = load_dataset(shared_data_dir() / "tiktok")
-    return user_slice(full, 0, 3000)  # 3000 users, ~43k training interactions, image + audio
+    assert_all_parameters_get_gradients(model, BATCH)
 
 
 @requires_shared("tiktok")
 @pytest.mark.parametrize("name", BASELINES)
 def test_training_on_real_tiktok_users_improves_valid_recall(name, tiktok_slice):
     settings = {"epochs": 4, "lr": 1e-2, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
-    settings.update(ks=[20], valid_metric="recall@20")
-    run = resolve_config(get_model(name), [("test", settings)])
-    seed_everything(0)
-    model = get_model(name).from_dataset(tiktok_slice, **run.hparams)
-    evaluator = Evaluator(tiktok_slice, ks=[20])
-    untrained = evaluator.evaluate(model, "valid")["recall@20"]
-    result = Trainer(model, tiktok_slice, run, evaluator.evaluate, progress=False, log=None).fit()
-    assert result.valid["recall@20"] > untrained + 0.005
+    train_and_check_valid_recall(get_model(name), tiktok_slice, settings, margin=0.005)

@@ -5,17 +5,18 @@ import math
 import pytest
 import torch
 
-from mmgraph.data import load_dataset
 from mmgraph.data.sampling import Batch
-from mmgraph.errors import ConfigError, DataError
-from mmgraph.eval import Evaluator
-from mmgraph.models import DiffMM, Recommender, get_model
+from mmgraph.errors import ConfigError
+from mmgraph.models import DiffMM, get_model
 from mmgraph.models.diffmm import mean_population_infonce
 from mmgraph.nn import Denoiser, GaussianDiffusion, diffusion_betas
-from mmgraph.train import Trainer, resolve_config, seed_everything
-from tests.conftest import requires_shared, shared_data_dir
-from tests.helpers import tiny_dataset
-from tests.test_mentor import user_slice
+from tests.conftest import requires_shared
+from tests.helpers import (
+    assert_needs_item_features,
+    assert_round_trip,
+    tiny_dataset,
+    train_and_check_valid_recall,
+)
 
 BATCH = Batch(torch.tensor([0, 1, 2, 1]), torch.tensor([2, 3, 4, 5]), torch.tensor([6, 7, 8, 9]))
 SMALL = {"embedding_dim": 6, "denoiser_dims": [12, 5], "time_embedding_dim": 7}
@@ -335,15 +336,11 @@ def test_each_phase_updates_only_its_own_parameters():
 
 
 def test_refuses_an_id_only_dataset_and_round_trips_with_its_graphs(tmp_path):
-    with pytest.raises(DataError, match="'diffmm' needs item modality features"):
-        get_model("diffmm").from_dataset(tiny_dataset())
+    assert_needs_item_features(get_model("diffmm"), "diffmm")
     data = data_with_features()
     model = regenerated(data, rebuild_k=2)
-    model.save(tmp_path / "model.pt")
-    loaded = Recommender.load(tmp_path / "model.pt", data)
+    loaded, _ = assert_round_trip(model, data, tmp_path / "model.pt")
     assert torch.equal(loaded.generated_items, model.generated_items)
-    for a, b in zip(model(), loaded(), strict=True):
-        assert torch.equal(a, b)
     fresh = DiffMM.from_dataset(data, **SMALL, keep_rate=1.0, rebuild_k=2)
     fresh()  # caches the self-loop-only graphs, which loading must replace
     fresh.load_state_dict(model.state_dict())
@@ -374,19 +371,10 @@ def test_inconsistent_hyperparameters_are_config_errors():
 
 
 @requires_shared("tiktok")
-def test_training_on_real_tiktok_users_improves_valid_recall():
-    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
-        full = load_dataset(shared_data_dir() / "tiktok")
-    data = user_slice(full, 0, 3000)
+def test_training_on_real_tiktok_users_improves_valid_recall(tiktok_slice):
     settings = {"epochs": 2, "lr": 1e-2, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
-    settings.update(denoiser_dims=[64], ks=[20], valid_metric="recall@20")
-    run = resolve_config(DiffMM, [("test", settings)])
-    seed_everything(0)
-    model = DiffMM.from_dataset(data, **run.hparams)
-    evaluator = Evaluator(data, ks=[20])
-    untrained = evaluator.evaluate(model, "valid")["recall@20"]
-    result = Trainer(model, data, run, evaluator.evaluate, progress=False, log=None).fit()
-    assert result.valid["recall@20"] > untrained + 0.005
+    settings.update(denoiser_dims=[64])
+    model = train_and_check_valid_recall(DiffMM, tiktok_slice, settings, margin=0.005)
     assert (model.generated_items >= 0).all()
 
 

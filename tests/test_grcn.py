@@ -4,16 +4,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmgraph.data import InteractionDataset, load_dataset
+from mmgraph.data import InteractionDataset
 from mmgraph.data.sampling import Batch
-from mmgraph.errors import DataError
-from mmgraph.eval import Evaluator
-from mmgraph.models import GRCN, Recommender
+from mmgraph.models import GRCN
 from mmgraph.nn import BipartiteGraph, edge_dots, route_preferences, weighted_matmul
-from mmgraph.train import Trainer, resolve_config, seed_everything
-from tests.conftest import requires_shared, shared_data_dir
-from tests.helpers import tiny_dataset
-from tests.test_mentor import user_slice
+from tests.conftest import requires_shared
+from tests.helpers import (
+    assert_all_parameters_get_gradients,
+    assert_needs_item_features,
+    assert_round_trip,
+    tiny_dataset,
+    train_and_check_valid_recall,
+)
 
 BATCH = Batch(torch.tensor([0, 1, 2, 1]), torch.tensor([2, 3, 4, 5]), torch.tensor([6, 7, 8, 9]))
 SMALL = {"embedding_dim": 4, "latent_dim": 3}
@@ -149,21 +151,15 @@ def test_gradients_match_the_dense_formulas():
 def test_every_parameter_gets_a_gradient():
     model = GRCN.from_dataset(data_with_features(), **SMALL)
     model.on_epoch_start(1)
-    sum(model.loss(BATCH).values()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not missing
+    assert_all_parameters_get_gradients(model, BATCH)
 
 
 def test_refuses_an_id_only_dataset_and_round_trips(tmp_path):
-    with pytest.raises(DataError, match="'grcn' needs item modality features"):
-        GRCN.from_dataset(tiny_dataset())
+    assert_needs_item_features(GRCN, "grcn")
     data = data_with_features()
     model = GRCN.from_dataset(data, **SMALL, edge_weight_mode="max", num_routing=1)
-    model.save(tmp_path / "model.pt")
-    loaded = Recommender.load(tmp_path / "model.pt", data)
+    loaded, _ = assert_round_trip(model, data, tmp_path / "model.pt")
     assert isinstance(loaded, GRCN) and loaded.scorers[0].num_routing == 1
-    for a, b in zip(model(), loaded(), strict=True):
-        assert torch.equal(a, b)
     saved = model.state_dict()
     assert not any(key.startswith(("content.features", "graph.")) for key in saved)
     assert "edge_fusion.confidence" not in saved  # "max" has no confidences
@@ -240,21 +236,8 @@ def test_weighted_products_have_the_dense_values_and_gradients(transpose):
     assert torch.autograd.gradcheck(lambda p, q: edge_dots(graph, p, q), (a, b))
 
 
-@pytest.fixture(scope="module")
-def tiktok_slice():
-    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
-        full = load_dataset(shared_data_dir() / "tiktok")
-    return user_slice(full, 0, 3000)  # 3000 users, ~43k training interactions, image + audio
-
-
 @requires_shared("tiktok")
 def test_training_on_real_tiktok_users_improves_valid_recall(tiktok_slice):
     settings = {"epochs": 4, "lr": 3e-2, "batch_size": 4096, "seed": 0}
-    settings.update(embedding_dim=16, latent_dim=16, ks=[20], valid_metric="recall@20")
-    run = resolve_config(GRCN, [("test", settings)])
-    seed_everything(0)
-    model = GRCN.from_dataset(tiktok_slice, **run.hparams)
-    evaluator = Evaluator(tiktok_slice, ks=[20])
-    untrained = evaluator.evaluate(model, "valid")["recall@20"]
-    result = Trainer(model, tiktok_slice, run, evaluator.evaluate, progress=False, log=None).fit()
-    assert result.valid["recall@20"] > untrained + 0.005
+    settings.update(embedding_dim=16, latent_dim=16)
+    train_and_check_valid_recall(GRCN, tiktok_slice, settings, margin=0.005)

@@ -6,17 +6,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmgraph.data import load_dataset
 from mmgraph.data.sampling import Batch
-from mmgraph.errors import DataError
-from mmgraph.eval import Evaluator
-from mmgraph.models import LGMRec, Recommender
+from mmgraph.models import LGMRec
 from mmgraph.nn.hypergraph import LearnableHypergraph, population_infonce
-from mmgraph.train import Trainer, resolve_config, seed_everything
-from tests.conftest import requires_shared, shared_data_dir
-from tests.helpers import tiny_dataset
+from tests.conftest import requires_shared
+from tests.helpers import (
+    assert_all_parameters_get_gradients,
+    assert_cold_items_rank_as_zero_id_rows,
+    assert_needs_item_features,
+    assert_round_trip,
+    tiny_dataset,
+    train_and_check_valid_recall,
+)
 from tests.test_graph_and_conv import dense_lightgcn_adjacency
-from tests.test_mentor import user_slice
 
 BATCH = Batch(torch.tensor([0, 1, 2, 1]), torch.tensor([2, 3, 4, 5]), torch.tensor([6, 7, 8, 9]))
 TWO = {"image": 8, "text": 6}
@@ -195,58 +197,26 @@ def test_every_parameter_gets_a_gradient():
     data = tiny_dataset(modalities=TWO)
     model = LGMRec.from_dataset(data, embedding_dim=4)
     model.on_epoch_start(1)
-    sum(model.loss(BATCH).values()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not missing
+    assert_all_parameters_get_gradients(model, BATCH)
 
 
 def test_refuses_an_id_only_dataset_and_round_trips(tmp_path):
-    with pytest.raises(DataError, match="'lgmrec' needs item modality features"):
-        LGMRec.from_dataset(tiny_dataset())
+    assert_needs_item_features(LGMRec, "lgmrec")
     data = tiny_dataset(modalities=TWO)
     model = LGMRec.from_dataset(data, embedding_dim=4, num_hyperedges=3)
-    model.save(tmp_path / "model.pt")
-    loaded = Recommender.load(tmp_path / "model.pt", data)
-    for a, b in zip(model(), loaded(), strict=True):
-        assert torch.equal(a, b)
+    assert_round_trip(model, data, tmp_path / "model.pt")
     assert not any(key.startswith("features") for key in model.state_dict())
 
 
 def test_cold_items_are_ranked_as_with_a_zero_id_row():
     data = tiny_dataset(num_users=12, num_items=30, per_user=5, modalities=TWO)
-    cold = torch.ones(30, dtype=torch.bool)
-    cold[data.edge_index("train")[1]] = False
-    torch.manual_seed(0)
-    with_option = LGMRec.from_dataset(data, item_id_dropout=0.5).eval()
-    plain = LGMRec.from_dataset(data).eval()
-    plain.load_state_dict(with_option.state_dict())
-    users = torch.arange(12)
-    before = plain.score(users)
-    with torch.no_grad():
-        plain.item_embedding.weight[cold] = 0.0
-    expected = plain.score(users)
-    assert not torch.allclose(before, expected)
-    torch.testing.assert_close(with_option.score(users), expected)
-
-
-@pytest.fixture(scope="module")
-def tiktok_slice():
-    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
-        full = load_dataset(shared_data_dir() / "tiktok")
-    return user_slice(full, 0, 3000)  # 3000 users, ~43k training interactions, image + audio
+    assert_cold_items_rank_as_zero_id_rows(LGMRec, data)
 
 
 @requires_shared("tiktok")
 def test_training_on_real_tiktok_users_improves_valid_recall(tiktok_slice):
     settings = {"epochs": 2, "lr": 1e-2, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
-    settings.update(ks=[20], valid_metric="recall@20")
-    run = resolve_config(LGMRec, [("test", settings)])
-    seed_everything(0)
-    model = LGMRec.from_dataset(tiktok_slice, **run.hparams)
-    evaluator = Evaluator(tiktok_slice, ks=[20])
-    untrained = evaluator.evaluate(model, "valid")["recall@20"]
-    result = Trainer(model, tiktok_slice, run, evaluator.evaluate, progress=False, log=None).fit()
-    assert result.valid["recall@20"] > untrained + 0.005
+    train_and_check_valid_recall(LGMRec, tiktok_slice, settings, margin=0.005)
 
 
 def test_population_infonce_equals_cross_entropy_in_value_and_gradients():

@@ -4,31 +4,28 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmgraph.data import InteractionDataset, load_dataset
 from mmgraph.data.knn import fused_knn_graph
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import ConfigError, DataError
-from mmgraph.eval import Evaluator
-from mmgraph.models import MENTOR, Recommender, get_model
+from mmgraph.models import MENTOR, get_model
 from mmgraph.nn import AlignmentHead
 from mmgraph.nn.noise import uniform_like
-from mmgraph.train import Trainer, resolve_config, seed_everything
-from tests.conftest import requires_shared, shared_data_dir
-from tests.helpers import tiny_dataset
+from tests.conftest import requires_shared
+from tests.helpers import (
+    MODALITIES,
+    assert_all_parameters_get_gradients,
+    assert_needs_item_features,
+    assert_round_trip,
+    parameters_without_gradient,
+    tiny_dataset,
+    train_and_check_valid_recall,
+    user_slice,
+)
 from tests.test_graph_and_conv import dense_lightgcn_adjacency
 
-MODALITIES = {
-    1: {"image": 8},
-    2: {"image": 8, "text": 6},
-    3: {"image": 8, "text": 6, "audio": 5},
-}
+# keep the kNN disk cache of these tests out of the user's home
+pytestmark = pytest.mark.usefixtures("isolated_graph_cache")
 BATCH = Batch(torch.tensor([0, 1, 1, 7]), torch.tensor([2, 3, 4, 5]), torch.tensor([6, 7, 8, 9]))
-
-
-@pytest.fixture(autouse=True)
-def knn_cache(tmp_path, monkeypatch):
-    """Keep the kNN disk cache of these tests out of the user's home."""
-    monkeypatch.setenv("MMGRAPH_CACHE", str(tmp_path / "cache"))
 
 
 def build(num_modalities=2, **hparams):
@@ -209,15 +206,13 @@ def test_reference_bpr_is_log2_and_contrast_population_differs(monkeypatch):
 
 def test_gradients_reach_every_parameter_and_reference_leaves_the_masking_mlp_untrained():
     _, model = build(2)
-    sum(model.loss(BATCH).values()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
-    assert missing == []
+    assert_all_parameters_get_gradients(model, BATCH)
 
     _, model = build(2, reference=True)
     terms = model.loss(BATCH)
     assert not terms["loss_mask_f"].requires_grad  # the released code's constant
     sum(terms.values()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    missing = parameters_without_gradient(model)
     assert missing == ["feature_masking.target.weight", "feature_masking.target.bias"]
 
 
@@ -232,8 +227,7 @@ def test_zero_weights_skip_their_branches():
 
 
 def test_configuration_errors():
-    with pytest.raises(DataError, match="'mentor' needs item modality features"):
-        MENTOR.from_dataset(tiny_dataset())
+    assert_needs_item_features(MENTOR, "mentor")
     data = tiny_dataset(modalities={"image": 8})
     with pytest.raises(ConfigError, match=r"mentor temperature must be a number > 0, got 0.0"):
         MENTOR.from_dataset(data, temperature=0.0)
@@ -249,10 +243,7 @@ def test_configuration_errors():
 
 def test_save_and_load_round_trip(tmp_path):
     data, model = build(2)
-    model.save(tmp_path / "mentor.pt")
-    loaded = Recommender.load(tmp_path / "mentor.pt", data)
-    for a, b in zip(model(), loaded(), strict=True):
-        assert torch.equal(a, b)
+    assert_round_trip(model, data, tmp_path / "mentor.pt")
 
 
 def test_checkpoints_with_the_unused_masking_head_still_load():
@@ -267,38 +258,13 @@ def test_checkpoints_with_the_unused_masking_head_still_load():
         model.load_state_dict({**trained_with_head.state_dict(), "stray.weight": torch.zeros(1)})
 
 
-def user_slice(dataset, first, last):
-    """Users ``first..last-1`` (renumbered from 0) with the items they touch (renumbered)."""
-    users, items, split = [], [], []
-    for label, name in enumerate(("train", "valid", "test")):
-        edges = dataset.edge_index(name)
-        keep = (edges[0] >= first) & (edges[0] < last)
-        users.append(edges[0][keep] - first)
-        items.append(edges[1][keep])
-        split.append(torch.full((int(keep.sum()),), label))
-    kept, items = torch.unique(torch.cat(items), return_inverse=True)
-    features = {m: dataset.features(m)[kept] for m in dataset.modalities}
-    return InteractionDataset.from_interactions(
-        torch.cat(users), items, torch.cat(split), features, last - first, kept.numel()
-    )
-
-
 @requires_shared("tiktok")
-def test_training_on_real_tiktok_users_improves_valid_recall():
-    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
-        full = load_dataset(shared_data_dir() / "tiktok")
-    data = user_slice(full, 2000, 3000)  # 1000 users, ~10k interactions, image + audio
+def test_training_on_real_tiktok_users_improves_valid_recall(tiktok_full):
+    data = user_slice(tiktok_full, 2000, 3000)  # 1000 users, ~10k interactions, image + audio
     # 5 epochs: with MMRec's negative pool (the default) valid recall rises more slowly on
     # this slice, whose valid/test items are often absent from its training rows.
     settings = {"epochs": 5, "lr": 1e-3, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
-    settings.update(ks=[20], valid_metric="recall@20")
-    run = resolve_config(MENTOR, [("test", settings)])
-    seed_everything(0)
-    model = MENTOR.from_dataset(data, **run.hparams)
-    evaluator = Evaluator(data, ks=[20])
-    untrained = evaluator.evaluate(model, "valid")["recall@20"]
-    result = Trainer(model, data, run, evaluator.evaluate, progress=False, log=None).fit()
-    assert result.valid["recall@20"] > untrained + 0.005
+    train_and_check_valid_recall(MENTOR, data, settings, margin=0.005)
 
 
 def test_modality_item_embeddings_are_the_item_outputs_of_each_branch():

@@ -5,31 +5,24 @@ import math
 import pytest
 import torch
 
-from mmgraph.data import load_dataset
 from mmgraph.data.sampling import Batch
-from mmgraph.errors import DataError
-from mmgraph.eval import Evaluator
-from mmgraph.models import MGCN, Recommender
+from mmgraph.models import MGCN
 from mmgraph.nn import BehaviorAwareFuser, BehaviorGuidedPurifier, PurifierGate
-from mmgraph.train import Trainer, resolve_config, seed_everything
-from tests.conftest import requires_shared, shared_data_dir
-from tests.helpers import tiny_dataset
+from tests.conftest import requires_shared
+from tests.helpers import (
+    MODALITIES,
+    assert_all_parameters_get_gradients,
+    assert_needs_item_features,
+    assert_round_trip,
+    tiny_dataset,
+    train_and_check_valid_recall,
+)
 from tests.test_graph_and_conv import dense_lightgcn_adjacency
-from tests.test_mentor import user_slice
 
-MODALITIES = {
-    1: {"image": 8},
-    2: {"image": 8, "text": 6},
-    3: {"image": 8, "text": 6, "audio": 5},
-}
+# keep the kNN disk cache of these tests out of the user's home
+pytestmark = pytest.mark.usefixtures("isolated_graph_cache")
 # user 1 and item 3 appear twice: InfoNCE contrasts the rows as the batch gives them
 BATCH = Batch(torch.tensor([0, 1, 2, 1]), torch.tensor([2, 3, 4, 3]), torch.tensor([6, 7, 8, 9]))
-
-
-@pytest.fixture(autouse=True)
-def knn_cache(tmp_path, monkeypatch):
-    """Keep the kNN disk cache of these tests out of the user's home."""
-    monkeypatch.setenv("MMGRAPH_CACHE", str(tmp_path / "cache"))
 
 
 def build(num_modalities=2, **hparams):
@@ -192,40 +185,19 @@ def test_layers_gate_and_fuse_as_stated():
 def test_every_parameter_gets_a_gradient():
     for num_modalities in (1, 3):
         _, model = build(num_modalities)
-        sum(model.loss(BATCH).values()).backward()
-        missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-        assert not missing, num_modalities
+        assert_all_parameters_get_gradients(model, BATCH, num_modalities)
 
 
 def test_save_load_round_trip_and_id_only_data_is_refused(tmp_path):
-    with pytest.raises(DataError, match="'mgcn' needs item modality features"):
-        MGCN.from_dataset(tiny_dataset())
+    assert_needs_item_features(MGCN, "mgcn")
     data = tiny_dataset(modalities=MODALITIES[2])
     model = MGCN.from_dataset(data, embedding_dim=4, knn_k=3, cl_weight=0.1)
-    model.save(tmp_path / "model.pt")
-    loaded = Recommender.load(tmp_path / "model.pt", data)
+    loaded, state = assert_round_trip(model, data, tmp_path / "model.pt")
     assert isinstance(loaded, MGCN) and loaded.hparams["knn_k"] == 3
-    for a, b in zip(model(), loaded(), strict=True):
-        assert torch.equal(a, b)
-    state = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
     assert not any("features" in key or "graph" in key or "interactions" in key for key in state)
-
-
-@pytest.fixture(scope="module")
-def tiktok_slice():
-    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
-        full = load_dataset(shared_data_dir() / "tiktok")
-    return user_slice(full, 0, 3000)  # 3000 users, ~43k training interactions, image + audio
 
 
 @requires_shared("tiktok")
 def test_training_on_real_tiktok_users_improves_valid_recall(tiktok_slice):
     settings = {"epochs": 4, "lr": 1e-2, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
-    settings.update(ks=[20], valid_metric="recall@20")
-    run = resolve_config(MGCN, [("test", settings)])
-    seed_everything(0)
-    model = MGCN.from_dataset(tiktok_slice, **run.hparams)
-    evaluator = Evaluator(tiktok_slice, ks=[20])
-    untrained = evaluator.evaluate(model, "valid")["recall@20"]
-    result = Trainer(model, tiktok_slice, run, evaluator.evaluate, progress=False, log=None).fit()
-    assert result.valid["recall@20"] > untrained + 0.005
+    train_and_check_valid_recall(MGCN, tiktok_slice, settings, margin=0.005)

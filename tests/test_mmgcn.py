@@ -4,17 +4,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmgraph.data import load_dataset
 from mmgraph.data.graph import bipartite_edge_index
 from mmgraph.data.sampling import Batch
-from mmgraph.errors import DataError
-from mmgraph.eval import Evaluator
-from mmgraph.models import MMGCN, Recommender
+from mmgraph.models import MMGCN
 from mmgraph.nn import MMGCNConv, mmgcn_adjacency
-from mmgraph.train import Trainer, resolve_config, seed_everything
-from tests.conftest import requires_shared, shared_data_dir
-from tests.helpers import tiny_dataset
-from tests.test_mentor import user_slice
+from tests.conftest import requires_shared
+from tests.helpers import (
+    assert_all_parameters_get_gradients,
+    assert_needs_item_features,
+    assert_round_trip,
+    tiny_dataset,
+    train_and_check_valid_recall,
+)
 
 BATCH = Batch(torch.tensor([0, 1, 2, 1]), torch.tensor([2, 3, 4, 5]), torch.tensor([6, 7, 8, 9]))
 SWITCHES = [
@@ -122,9 +123,7 @@ def test_conv_sparse_and_message_passing_paths_agree_in_value_and_gradient():
 
 def test_every_parameter_gets_a_gradient():
     model = MMGCN.from_dataset(data_with_features(), embedding_dim=4)
-    sum(model.loss(BATCH).values()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not missing
+    assert_all_parameters_get_gradients(model, BATCH)
 
 
 def test_reference_freezes_the_id_table_and_preferences():
@@ -140,34 +139,16 @@ def test_reference_freezes_the_id_table_and_preferences():
 
 
 def test_refuses_an_id_only_dataset_and_round_trips(tmp_path):
-    with pytest.raises(DataError, match="'mmgcn' needs item modality features"):
-        MMGCN.from_dataset(tiny_dataset())
+    assert_needs_item_features(MMGCN, "mmgcn")
     data = data_with_features()
     model = MMGCN.from_dataset(data, embedding_dim=4, latent_dim=8, concat=False)
-    model.save(tmp_path / "model.pt")
-    loaded = Recommender.load(tmp_path / "model.pt", data)
+    loaded, saved = assert_round_trip(model, data, tmp_path / "model.pt")
     assert isinstance(loaded, MMGCN) and not loaded.branches[0].convs[0].concat
-    for a, b in zip(model(), loaded(), strict=True):
-        assert torch.equal(a, b)
-    saved = torch.load(tmp_path / "model.pt", weights_only=True)["state_dict"]
     assert not any(key.startswith(("features", "adj")) for key in saved)
-
-
-@pytest.fixture(scope="module")
-def tiktok_slice():
-    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
-        full = load_dataset(shared_data_dir() / "tiktok")
-    return user_slice(full, 0, 3000)  # 3000 users, ~43k training interactions, image + audio
 
 
 @requires_shared("tiktok")
 def test_training_on_real_tiktok_users_improves_valid_recall(tiktok_slice):
     settings = {"epochs": 4, "lr": 1e-2, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
-    settings.update(latent_dim=32, ks=[20], valid_metric="recall@20")
-    run = resolve_config(MMGCN, [("test", settings)])
-    seed_everything(0)
-    model = MMGCN.from_dataset(tiktok_slice, **run.hparams)
-    evaluator = Evaluator(tiktok_slice, ks=[20])
-    untrained = evaluator.evaluate(model, "valid")["recall@20"]
-    result = Trainer(model, tiktok_slice, run, evaluator.evaluate, progress=False, log=None).fit()
-    assert result.valid["recall@20"] > untrained + 0.005
+    settings.update(latent_dim=32)
+    train_and_check_valid_recall(MMGCN, tiktok_slice, settings, margin=0.005)

@@ -6,22 +6,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmgraph.data import load_dataset
 from mmgraph.data.sampling import Batch
-from mmgraph.errors import DataError
-from mmgraph.eval import Evaluator
-from mmgraph.models import Recommender, SLMRec
+from mmgraph.models import SLMRec
 from mmgraph.nn.ssl_augment import (
     draw_dropout_masks,
     draw_masked_branches,
     dropout_propagation,
     mask_item_branches,
 )
-from mmgraph.train import Trainer, resolve_config, seed_everything
-from tests.conftest import requires_shared, shared_data_dir
-from tests.helpers import tiny_dataset
+from tests.conftest import requires_shared
+from tests.helpers import (
+    assert_all_parameters_get_gradients,
+    assert_needs_item_features,
+    assert_round_trip,
+    tiny_dataset,
+    train_and_check_valid_recall,
+)
 from tests.test_graph_and_conv import dense_lightgcn_adjacency
-from tests.test_mentor import user_slice
 
 TASKS = ["FAC", "FD", "FM", "FD+FM"]
 BATCH = Batch(torch.tensor([0, 1, 2, 1]), torch.tensor([2, 3, 4, 5]), torch.tensor([6, 7, 8, 9]))
@@ -174,22 +175,16 @@ def test_each_loss_draws_fresh_views(task):
 def test_every_parameter_gets_a_gradient(task):
     _, model = make(task, reg_weight=0.1)
     torch.manual_seed(0)
-    sum(model.loss(BATCH).values()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
-    assert not missing
+    assert_all_parameters_get_gradients(model, BATCH, task)
     assert (model.fac is not None) == (task == "FAC")
 
 
 def test_save_load_round_trip_and_id_only_refusal(tmp_path):
     data, model = make("FD+FM", mm_fusion_mode="mean")
-    model.save(tmp_path / "model.pt")
-    loaded = Recommender.load(tmp_path / "model.pt", data)
+    loaded, _ = assert_round_trip(model, data, tmp_path / "model.pt")
     assert isinstance(loaded, SLMRec) and loaded.ssl_task == "FD+FM"
-    for x, y in zip(model(), loaded(), strict=True):
-        assert torch.equal(x, y)
     assert not any(key.startswith("content.features") for key in model.state_dict())
-    with pytest.raises(DataError, match="'slmrec' needs item modality features"):
-        SLMRec.from_dataset(tiny_dataset())
+    assert_needs_item_features(SLMRec, "slmrec")
 
 
 def test_one_modality_has_one_fac_space_of_full_width():
@@ -256,22 +251,8 @@ def test_dropout_masks_and_propagation():
 
 
 # ---------------------------------------------------------------------- real data
-@pytest.fixture(scope="module")
-def tiktok_slice():
-    with pytest.warns(UserWarning):  # the loader reports the cold users it drops
-        full = load_dataset(shared_data_dir() / "tiktok")
-    return user_slice(full, 0, 3000)  # 3000 users, ~43k training interactions, image + audio
-
-
 @requires_shared("tiktok")
 def test_training_on_real_tiktok_users_improves_valid_recall(tiktok_slice):
     settings = {"epochs": 3, "lr": 1e-3, "batch_size": 1024, "embedding_dim": 16, "seed": 0}
-    settings.update(ks=[20], valid_metric="recall@20")
-    run = resolve_config(SLMRec, [("test", settings)])
-    seed_everything(0)
-    model = SLMRec.from_dataset(tiktok_slice, **run.hparams)
+    model = train_and_check_valid_recall(SLMRec, tiktok_slice, settings, margin=0.005)
     assert model.modalities == ["image", "audio"]
-    evaluator = Evaluator(tiktok_slice, ks=[20])
-    untrained = evaluator.evaluate(model, "valid")["recall@20"]
-    result = Trainer(model, tiktok_slice, run, evaluator.evaluate, progress=False, log=None).fit()
-    assert result.valid["recall@20"] > untrained + 0.005
