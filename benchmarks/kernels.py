@@ -1,7 +1,7 @@
 """Hand-written kernels against their plain-autograd references, inside the models' steps.
 
     python -m benchmarks.kernels --threads 2                   # every kernel, TikTok
-    python -m benchmarks.kernels --kernels bpr_scores --models lightgcn --pairs 10
+    python -m benchmarks.kernels --kernels sparse_matmul --models lightgcn --pairs 10
     python -m benchmarks.kernels --threads 2 --memory          # also each variant's peak memory
     python -m benchmarks.kernels --quick                       # smoke run (what the tests execute)
 
@@ -69,19 +69,7 @@ class Target(NamedTuple):
 #: every kernel in the models whose steps use it
 PLAN: tuple[Target, ...] = (
     Target("lightgcn", {}, ("bpr_scores", "sparse_matmul")),
-    Target(
-        "mentor",
-        {},
-        (
-            "l2_normalize",
-            "stack_l2_normalized",
-            "bpr_scores",
-            "layer_sum_propagation",
-            "gaussian_stats",
-        ),
-    ),
-    # the feature-masking term (the only caller of cosine_similarity) is off by default
-    Target("mentor", {"mask_weight_f": 1.5}, ("cosine_similarity",)),
+    Target("mentor", {}, ("l2_normalize", "bpr_scores", "layer_sum_propagation", "gaussian_stats")),
     Target("grcn", {}, ("edge_dots", "weighted_matmul", "l2_normalize")),
     Target("lgmrec", {}, ("matmul_cross_entropy", "sparse_matmul")),
     Target("diffmm", {}, ("matmul_cross_entropy", "sparse_matmul", "l2_normalize")),

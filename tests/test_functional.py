@@ -3,12 +3,7 @@ import torch
 import torch.nn.functional as F
 
 import mmgraph.nn.functional as mmgraph_functional
-from mmgraph.nn.functional import (
-    bpr_scores,
-    cosine_similarity,
-    l2_normalize,
-    stack_l2_normalized,
-)
+from mmgraph.nn.functional import bpr_scores, l2_normalize
 
 
 def test_l2_normalize_values_equal_the_formula():
@@ -42,88 +37,6 @@ def test_l2_normalize_matches_torch_normalize_on_clamped_rows_and_batched_shapes
     (F.normalize(b, dim=-1) * w).pow(3).sum().backward()
     assert torch.equal(l2_normalize(x), F.normalize(x, dim=-1))
     assert torch.allclose(a.grad, b.grad, rtol=1e-12, atol=0)
-
-
-def test_cosine_similarity_equals_the_formula_and_torchs_on_degenerate_rows():
-    a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [3.0, 4.0]], dtype=torch.float64)
-    b = torch.tensor([[0.0, 2.0], [2.0, 2.0], [1.0, 1.0], [-3.0, -4.0]], dtype=torch.float64)
-    assert torch.allclose(cosine_similarity(a, b), torch.tensor([0.0, 1.0, 0.0, -1.0]).double())
-    x = torch.randn(4, 5, 9, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(4, 5, 9, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(cosine_similarity, (x, y))
-    assert torch.allclose(cosine_similarity(x, y), F.cosine_similarity(x, y, dim=-1))
-
-
-def test_cosine_similarity_gradient_equals_autograd_of_the_formula_with_clamped_rows():
-    torch.manual_seed(4)
-    a = torch.randn(6, 5, dtype=torch.float64)
-    b = torch.randn(6, 5, dtype=torch.float64)
-    a[1] = 0.0  # clamped norm (a constant eps): no radial term
-    b[2] = 1e-12
-    grad = torch.randn(6, dtype=torch.float64)
-
-    def formula(x, y, eps=1e-8):
-        nx = torch.linalg.vector_norm(x, dim=-1).clamp_min(eps)
-        ny = torch.linalg.vector_norm(y, dim=-1).clamp_min(eps)
-        return (x * y).sum(-1) / (nx * ny)
-
-    got = [t.clone().requires_grad_(True) for t in (a, b)]
-    want = [t.clone().requires_grad_(True) for t in (a, b)]
-    (cosine_similarity(*got) * grad).sum().backward()
-    (formula(*want) * grad).sum().backward()
-    for g, w in zip(got, want, strict=True):
-        assert torch.allclose(g.grad, w.grad, rtol=1e-10, atol=1e-12)
-    # broadcasting: one row against many, gradient summed over the broadcast rows
-    row = a[0].clone().requires_grad_(True)
-    cosine_similarity(row, b).sum().backward()
-    ref = a[0].clone().requires_grad_(True)
-    formula(ref.expand_as(b), b).sum().backward()
-    assert torch.allclose(row.grad, ref.grad)
-
-
-def test_stack_l2_normalized_equals_torch_normalize_of_each_concatenated_branch():
-    torch.manual_seed(5)
-    shapes = [(4, 6), (3, 6)]  # users above items, three branches
-    blocks = [[torch.randn(*shape, dtype=torch.float64) for shape in shapes] for _ in range(3)]
-    blocks[0][1][2] = 0.0  # zero row: stays 0
-    blocks[2][0][1] *= 1e-14  # below eps: scaled by 1/eps, no gradient through the norm
-    frozen = (1, 0)  # a block without gradient (a frozen table)
-    weight = torch.randn(7, 3, 6, dtype=torch.float64)
-
-    def leaves():
-        return [
-            [b.clone().requires_grad_((i, k) != frozen) for k, b in enumerate(branch)]
-            for i, branch in enumerate(blocks)
-        ]
-
-    got, want = leaves(), leaves()
-    out = stack_l2_normalized(got)
-    ref = torch.stack([F.normalize(torch.cat(branch), dim=-1) for branch in want], dim=1)
-    assert out.shape == (7, 3, 6)
-    assert torch.equal(out, ref)
-    (out * weight).pow(3).sum().backward()
-    (ref * weight).pow(3).sum().backward()
-    for branch_got, branch_want in zip(got, want, strict=True):
-        for g, w in zip(branch_got, branch_want, strict=True):
-            assert (g.grad is None) == (w.grad is None)
-            if w.grad is not None:
-                assert torch.allclose(g.grad, w.grad, rtol=1e-12, atol=0)
-    assert got[1][0].grad is None
-
-
-def test_stack_l2_normalized_gradcheck_and_shape_errors():
-    x = [[torch.randn(3, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)]]
-    x.append([torch.randn(3, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)])
-    flat = [t for branch in x for t in branch]
-    assert torch.autograd.gradcheck(lambda *t: stack_l2_normalized([t[:2], t[2:]]), flat)
-    with pytest.raises(ValueError, match="branch 1 has blocks"):
-        stack_l2_normalized([[torch.ones(3, 4)], [torch.ones(2, 4)]])
-    with pytest.raises(ValueError, match="one d"):
-        stack_l2_normalized([[torch.ones(3, 4), torch.ones(2, 5)]])
-    with pytest.raises(ValueError, match="at least one"):
-        stack_l2_normalized([])
-    with pytest.raises(ValueError, match="one dtype and device"):
-        stack_l2_normalized([[torch.ones(3, 4), torch.ones(2, 4, dtype=torch.float64)]])
 
 
 def _triples(num_users, num_items, batch, seed):

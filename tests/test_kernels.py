@@ -98,7 +98,7 @@ def test_every_autograd_function_of_mmgraph_lives_in_mmgraph_kernels():
     inside = [
         name for path in (PACKAGE / "kernels").glob("*.py") for name in _autograd_functions(path)
     ]
-    assert len(inside) >= 9
+    assert len(inside) >= 8  # the AST walk finds them (a guard against a broken walk)
     # each Function is reached through a registered kernel
     sources = "".join(inspect.getsource(f) for pairs in KERNELS.values() for f, _ in pairs)
     assert all(f"{name}.apply" in sources for name in inside), inside
@@ -182,53 +182,6 @@ def test_l2_normalize_equals_reference_on_clamped_rows():
     assert_matches_reference(
         kernels.l2_normalize, kernels.l2_normalize_reference, [x], atol=1e-6, rtol=1e-6
     )
-
-
-@pytest.mark.parametrize(
-    ("branches", "rows", "dim"), [(3, (4, 3), 5), (1, (1,), 3), (2, (0, 2), 4), (2, (1, 1), 1)]
-)
-def test_stack_l2_normalized_equals_reference(branches, rows, dim):
-    blocks = leaves(*[(r, dim) for _ in range(branches) for r in rows])
-
-    def nest(call):
-        def run(*flat):
-            per = len(rows)
-            return call([list(flat[b * per : (b + 1) * per]) for b in range(branches)])
-
-        return run
-
-    kernel, reference = (
-        nest(kernels.stack_l2_normalized),
-        nest(kernels.stack_l2_normalized_reference),
-    )
-    assert_matches_reference(kernel, reference, blocks)
-    gradcheck(kernel, as64(blocks))
-    frozen = [b.detach() if i % 2 else b for i, b in enumerate(blocks)]  # some need no grad
-    assert_matches_reference(kernel, reference, frozen)
-
-
-@pytest.mark.parametrize(
-    ("shape_a", "shape_b"),
-    [
-        ((0, 4), (0, 4)),
-        ((1, 4), (1, 4)),
-        ((7, 4), (7, 4)),
-        ((7, 4), (1, 4)),
-        ((2, 3, 5), (2, 3, 5)),
-    ],
-)
-def test_cosine_similarity_equals_reference(shape_a, shape_b):
-    a, b = leaves(shape_a, shape_b)
-    assert_matches_reference(kernels.cosine_similarity, kernels.cosine_similarity_reference, [a, b])
-    gradcheck(kernels.cosine_similarity, as64([a, b]))
-
-
-def test_cosine_similarity_equals_reference_on_a_zero_row():
-    a, b = leaves((3, 4), (3, 4))
-    a = a.detach().clone()
-    a[1] = 0.0
-    a.requires_grad_(True)
-    assert_matches_reference(kernels.cosine_similarity, kernels.cosine_similarity_reference, [a, b])
 
 
 # ---------------------------------------------------------------------------- scores
@@ -479,8 +432,9 @@ def test_count_calls_sees_the_kernel_or_only_its_reference():
     def step():
         sum(model.loss(Batch(users, pos, neg)).values()).backward()
 
-    assert count_calls("bpr_scores", "kernel", step) == {"kernel": 1, "reference": 0}
-    assert count_calls("bpr_scores", "reference", step) == {"kernel": 0, "reference": 1}
+    # LightGCN's loss propagates over its 3 layers: 3 sparse products
+    assert count_calls("sparse_matmul", "kernel", step) == {"kernel": 3, "reference": 0}
+    assert count_calls("sparse_matmul", "reference", step) == {"kernel": 0, "reference": 3}
 
 
 def _run_benchmark(tmp_path, *extra):
@@ -509,7 +463,9 @@ def test_kernel_benchmark_quick_run_alternates_every_planned_pair(tmp_path):
 
 
 def test_kernel_benchmark_measures_each_variants_memory_in_its_own_process(tmp_path):
-    report = _run_benchmark(tmp_path, "--kernels", "bpr_scores", "--models", "lightgcn", "--memory")
+    report = _run_benchmark(
+        tmp_path, "--kernels", "sparse_matmul", "--models", "lightgcn", "--memory"
+    )
     (result,) = report["results"]
     for variant in ("kernel", "reference"):
         assert result[f"{variant}_peak_rss_mb"] > 0

@@ -16,8 +16,6 @@ kernel                                 module                  used by
 =====================================  ======================  ==============================
 :func:`l2_normalize`                   :mod:`.normalize`       MENTOR, DRAGON, DualGNN, GRCN,
                                                                MMGCN, DiffMM, contrast heads
-:func:`stack_l2_normalized`            :mod:`.normalize`       MENTOR, DRAGON, DualGNN
-:func:`cosine_similarity`              :mod:`.normalize`       MENTOR (feature masking)
 :func:`bpr_scores`                     :mod:`.scores`          LightGCN, MENTOR, DRAGON,
                                                                DualGNN
 :func:`sparse_matmul`                  :mod:`.sparse`          every graph propagation
@@ -41,14 +39,7 @@ from mmgraph.kernels.edges import (
     weighted_matmul_reference,
 )
 from mmgraph.kernels.infonce import matmul_cross_entropy, matmul_cross_entropy_reference
-from mmgraph.kernels.normalize import (
-    cosine_similarity,
-    cosine_similarity_reference,
-    l2_normalize,
-    l2_normalize_reference,
-    stack_l2_normalized,
-    stack_l2_normalized_reference,
-)
+from mmgraph.kernels.normalize import l2_normalize, l2_normalize_reference
 from mmgraph.kernels.propagation import layer_sum_propagation, layer_sum_propagation_reference
 from mmgraph.kernels.scores import bpr_scores, bpr_scores_reference
 from mmgraph.kernels.sparse import sparse_dense_product, sparse_matmul, sparse_matmul_reference
@@ -63,8 +54,6 @@ from mmgraph.kernels.stats import (
 #: several entry points): what ``benchmarks/kernels.py`` swaps to time a model without it
 KERNELS: dict[str, tuple[tuple[Callable, Callable], ...]] = {
     "l2_normalize": ((l2_normalize, l2_normalize_reference),),
-    "stack_l2_normalized": ((stack_l2_normalized, stack_l2_normalized_reference),),
-    "cosine_similarity": ((cosine_similarity, cosine_similarity_reference),),
     "bpr_scores": ((bpr_scores, bpr_scores_reference),),
     "sparse_matmul": ((sparse_matmul, sparse_matmul_reference),),
     "layer_sum_propagation": ((layer_sum_propagation, layer_sum_propagation_reference),),
@@ -82,8 +71,6 @@ __all__ = [
     "EdgePattern",
     "bpr_scores",
     "bpr_scores_reference",
-    "cosine_similarity",
-    "cosine_similarity_reference",
     "edge_dots",
     "edge_dots_reference",
     "gaussian_stats",
@@ -99,6 +86,4 @@ __all__ = [
     "sparse_dense_product",
     "sparse_matmul",
     "sparse_matmul_reference",
-    "stack_l2_normalized",
-    "stack_l2_normalized_reference",
 ]

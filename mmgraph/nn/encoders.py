@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmgraph.kernels import l2_normalize, layer_sum_propagation, stack_l2_normalized
+from mmgraph.kernels import l2_normalize, layer_sum_propagation
 from mmgraph.nn.perturb import GraphPerturbation
 from mmgraph.nn.sparse import check_increasing_index, csr_submatrix
 
@@ -145,15 +145,12 @@ def stack_user_item_inputs(
 ) -> Tensor:
     """Layer-0 tables of several branches, stacked for :class:`MultiBranchLightGCN`.
 
-    Equals ``torch.stack([branch(x) for branch, x in zip(branches, item_inputs)], dim=1)``
-    (values and gradients); the kernel :func:`~mmgraph.kernels.stack_l2_normalized` writes
-    each normalised row straight into the stack.
+    ``torch.stack([branch(x) for branch, x in zip(branches, item_inputs)], dim=1)``.
 
     Shapes:
         ``item_inputs[b]: [I, in_dim_b]`` -> ``[U + I, B, dim]``.
     """
-    parts = [branch.parts(x) for branch, x in zip(branches, item_inputs, strict=True)]
-    return stack_l2_normalized(parts)
+    return torch.stack([branch(x) for branch, x in zip(branches, item_inputs, strict=True)], 1)
 
 
 class MultiBranchLightGCN(nn.Module):

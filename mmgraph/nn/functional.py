@@ -1,8 +1,7 @@
 """Row-wise functions for the layers: the hand-written kernels of :mod:`mmgraph.kernels`.
 
-:func:`l2_normalize`, :func:`stack_l2_normalized` and :func:`cosine_similarity` are the
-kernels themselves; :func:`bpr_scores` is :func:`mmgraph.kernels.bpr_scores` in blocks of this
-module's :data:`BPR_SCORE_ROWS` triples.
+:func:`l2_normalize` is the kernel itself; :func:`bpr_scores` is
+:func:`mmgraph.kernels.bpr_scores` in blocks of this module's :data:`BPR_SCORE_ROWS` triples.
 """
 
 from __future__ import annotations
@@ -10,15 +9,13 @@ from __future__ import annotations
 from torch import Tensor
 
 from mmgraph.kernels import scores as _scores
-from mmgraph.kernels.normalize import cosine_similarity, l2_normalize, stack_l2_normalized
+from mmgraph.kernels.normalize import l2_normalize
 from mmgraph.kernels.scores import BPR_SCORE_ROWS
 
 __all__ = [
     "BPR_SCORE_ROWS",
     "bpr_scores",
-    "cosine_similarity",
     "l2_normalize",
-    "stack_l2_normalized",
 ]
 
 

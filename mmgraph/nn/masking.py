@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmgraph.nn.functional import cosine_similarity
 from mmgraph.nn.noise import bernoulli_like
 
 
@@ -42,7 +42,7 @@ class FeatureMaskingLoss(nn.Module):
             # Dropout without its 1/(1-p) rescaling, which the cosine ignores; bernoulli_like
             # is faster on the CPU than dropout's own sampling.
             masked = h * bernoulli_like(h, 1.0 - self.p)
-        return 1.0 - cosine_similarity(masked, self.target(h)).mean()
+        return 1.0 - F.cosine_similarity(masked, self.target(h), dim=-1).mean()
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
