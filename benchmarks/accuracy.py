@@ -53,6 +53,7 @@ from mmgraph.train import (
     build_model,
     fit_run,
     parse_overrides,
+    read_config_file,
     read_run,
     resolve_config,
     run_folder_state,
@@ -109,6 +110,21 @@ def parse_model_overrides(specs: Sequence[str]) -> dict[str, list[str]]:
             raise ConfigError(f"--set-model expects MODEL:KEY=VALUE, got {spec!r}")
         pairs.setdefault(get_model(model).name, []).append(pair)
     return pairs
+
+
+def config_model_pairs(configs: Sequence[str]) -> list[str]:
+    """``--set-model`` specs (``"lightgcn:num_layers=2"``) of config files or shipped configs,
+    each naming its model in a ``model:`` key."""
+    specs = []
+    for name in configs:
+        content = dict(read_config_file(name))
+        model = content.pop("model", None)
+        if not isinstance(model, str):
+            raise ConfigError(f"{name}: --config needs a `model:` key naming the model")
+        for key, value in content.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            specs.append(f"{model}:{key}={text}")
+    return specs
 
 
 def _known_keys(model_cls: type[Recommender]) -> set[str]:
@@ -544,6 +560,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODEL:KEY=VALUE",
         help="for one model, e.g. mentor:lr=1e-3",
     )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME_OR_FILE",
+        help="a config with a `model:` key (a shipped one, e.g. tiktok/lightgcn): its keys "
+        "for that model, as --set-model",
+    )
     parser.add_argument("--out", help="results folder (default benchmarks/results)")
     parser.add_argument("--tag", help="file name stem (default accuracy-<date>)")
     parser.add_argument("--runs-dir", help="run folders (default runs/accuracy/<tag>)")
@@ -568,7 +592,7 @@ def run(argv: Sequence[str]) -> int:
     if not model_classes or not labels or not seeds:
         raise ConfigError("--models, --datasets and --seeds must not be empty")
     shared = shared_pairs_for(model_classes, args.set)
-    per_model = parse_model_overrides(args.set_model)
+    per_model = parse_model_overrides([*config_model_pairs(args.config), *args.set_model])
     pairs = {cls.name: [*shared[cls.name], *per_model.get(cls.name, [])] for cls in model_classes}
     configs = {  # every configuration is checked before anything trains
         (cls.name, seed): resolve_run(

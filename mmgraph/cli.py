@@ -50,6 +50,7 @@ from mmgraph.train import (
     destroy_distributed,
     fit_run,
     init_distributed,
+    list_bundled_configs,
     parse_overrides,
     read_config_file,
     resolve_config,
@@ -76,7 +77,9 @@ def _build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model and report test metrics")
     train.add_argument("--model", help="model name (see `mmgraph list`)")
     train.add_argument("--dataset", help="bundled dataset name or MMRec-layout folder")
-    train.add_argument("--config", help="YAML file of config keys")
+    train.add_argument(
+        "--config", help="YAML file of config keys, or a shipped config (mmgraph list)"
+    )
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
     )
@@ -616,6 +619,9 @@ def _list(args: argparse.Namespace) -> int:
         print(f"  {name:12s} {cls.__name__}: {summary}{needs}")
     print("bundled datasets:")
     for name in list_bundled():
+        print(f"  {name}")
+    print("shipped configs (--config NAME):")
+    for name in list_bundled_configs():
         print(f"  {name}")
     return 0
 

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from mmgraph.errors import ConfigError
 from mmgraph.models import LightGCN
@@ -62,3 +63,45 @@ def test_malformed_override_and_file(tmp_path):
         read_config_file(broken)
     with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
         read_config_file(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_are_read_by_name_and_resolve_against_their_model():
+    from mmgraph.models import get_model
+    from mmgraph.train.config import list_bundled_configs
+
+    names = list_bundled_configs()
+    assert "tiktok/lightgcn" in names
+    for name in names:
+        content = dict(read_config_file(name))
+        model = get_model(content.pop("model"))
+        run = resolve_config(model, [(name, content)])
+        assert {key: run.hparams.get(key, getattr(run.train, key, None)) for key in content} == (
+            content
+        )
+    lightgcn = read_config_file("tiktok/lightgcn")
+    assert lightgcn == {"model": "lightgcn", "num_layers": 2, "reg_weight": 0.01}
+    with pytest.raises(ConfigError, match=r"tiktok/nope: config file not found \(shipped"):
+        read_config_file("tiktok/nope")
+
+
+def test_train_takes_a_shipped_config_and_the_accuracy_suite_its_model_pairs(tmp_path):
+    import json
+
+    from benchmarks.accuracy import config_model_pairs
+    from mmgraph.cli import main
+
+    assert config_model_pairs(["tiktok/lightgcn"]) == [
+        "lightgcn:num_layers=2",
+        "lightgcn:reg_weight=0.01",
+    ]
+    no_model = tmp_path / "no_model.yaml"
+    no_model.write_text("lr: 0.01\n")
+    with pytest.raises(ConfigError, match="needs a `model:` key"):
+        config_model_pairs([str(no_model)])
+    out = tmp_path / "run"
+    args = ["train", "--config", "tiktok/lightgcn", "--dataset", "tiktok", "--epochs", "1"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    assert "test" in json.loads((out / "metrics.json").read_text())
+    saved = torch.load(out / "last.pt", weights_only=True)["config"]
+    assert saved["model"] == "lightgcn"
+    assert (saved["num_layers"], saved["reg_weight"]) == (2, 0.01)

@@ -4,6 +4,7 @@
 from mmgraph.train.config import (
     RunConfig,
     TrainConfig,
+    list_bundled_configs,
     parse_overrides,
     read_config_file,
     resolve_config,
@@ -33,6 +34,7 @@ __all__ = [
     "evaluate_checkpoint",
     "fit_run",
     "init_distributed",
+    "list_bundled_configs",
     "parse_overrides",
     "read_config_file",
     "read_run",

@@ -207,11 +207,27 @@ def parse_overrides(pairs: Iterable[str], origin: str = "--set") -> dict[str, An
     return parsed
 
 
+#: the settings mmgraph ships, ``<dataset>/<model>.yaml``, each chosen on a valid split
+BUNDLED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def list_bundled_configs() -> list[str]:
+    """Names of the shipped configs (``"tiktok/lightgcn"``), for ``--config NAME``."""
+    return sorted(
+        p.relative_to(BUNDLED_CONFIGS).with_suffix("").as_posix()
+        for p in BUNDLED_CONFIGS.glob("*/*.yaml")
+    )
+
+
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """A flat YAML mapping of config keys (``model`` may be included)."""
+    """A flat YAML mapping of config keys (``model`` may be included): a file, or the name of
+    a shipped config (:func:`list_bundled_configs`) when no such file exists."""
     path = Path(path)
+    if not path.is_file() and str(path) in list_bundled_configs():
+        path = BUNDLED_CONFIGS / f"{path}.yaml"
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        shipped = ", ".join(list_bundled_configs())
+        raise ConfigError(f"{path}: config file not found (shipped configs: {shipped})")
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
