@@ -304,15 +304,15 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError("--dataset is required")
         dataset_ref = args.dataset
     config = _resolve_run(args, previous)  # a bad value fails before the data loads
-    settings = config.train
-    _check_device(settings.device)
+    train_config = config.train
+    _check_device(train_config.device)
     dataset = load_dataset(dataset_ref)
     out = Path(args.out or f"runs/{config.model}-{dataset.name}")
     _check_output_folder(out)
     if not args.distributed:
         return _fit_and_report(args, dataset, config, out, None)
     joined = torch.distributed.is_initialized()  # a caller's own group is left to it
-    context = init_distributed(settings.device)
+    context = init_distributed(train_config.device)
     try:
         return _fit_and_report(args, dataset, config, out, context)
     finally:
@@ -328,13 +328,13 @@ def _fit_and_report(
     context: DistributedContext | None,
 ) -> int:
     """Build the model and train it; in a distributed run only rank 0 reports."""
-    settings = config.train
+    train_config = config.train
     quiet = args.quiet or (context is not None and not context.is_main)
     say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
     say(f"dataset: {dataset}")
     say(f"config: {json.dumps(config.to_dict())}")
     if context is not None:
-        say(f"distributed: {context.world_size} processes, global batch {settings.batch_size}")
+        say(f"distributed: {context.world_size} processes, global batch {train_config.batch_size}")
     result = fit_run(
         dataset,
         config,
@@ -504,9 +504,11 @@ def _write_recommendations(
 
 
 def _export(args: argparse.Namespace) -> int:
-    settings = None
+    index_settings = None
     if args.index:
-        settings = IndexSettings(args.index, args.hnsw_m, args.ef_construction, args.ef_search)
+        index_settings = IndexSettings(
+            args.index, args.hnsw_m, args.ef_construction, args.ef_search
+        )
     model, dataset, _ = _load_checkpoint(args.checkpoint, args.dataset)
     model.to(args.device)
     raw_ids = read_id_maps(dataset.source or "", dataset.num_users, dataset.num_items)
@@ -515,7 +517,7 @@ def _export(args: argparse.Namespace) -> int:
         dataset,
         args.out,
         raw_ids=raw_ids,
-        index=settings,
+        index=index_settings,
         checkpoint=args.checkpoint,
         overwrite=args.overwrite,
     )

@@ -116,8 +116,8 @@ def test_tune_grid_evaluates_test_once(tmp_path, monkeypatch):
     splits = []
     run_evaluator = runner.run_evaluator
 
-    def counting(dataset, settings, shard=None):
-        evaluate = run_evaluator(dataset, settings, shard)
+    def counting(dataset, train_config, shard=None):
+        evaluate = run_evaluator(dataset, train_config, shard)
         return lambda model, split: splits.append(split) or evaluate(model, split)
 
     monkeypatch.setattr(runner, "run_evaluator", counting)

@@ -34,12 +34,12 @@ RunState = Literal["new", "partial", "finished"]
 
 
 def run_evaluator(
-    dataset: InteractionDataset, settings: TrainConfig, shard: tuple[int, int] | None = None
+    dataset: InteractionDataset, train_config: TrainConfig, shard: tuple[int, int] | None = None
 ) -> EvaluateFn:
     """The ``evaluate(model, split)`` of a run: an :class:`~mmgraph.eval.Evaluator` with the
     run's ``ks`` and ``eval_batch_size``; ``shard`` is ``(rank, world_size)`` or ``None``."""
     return Evaluator(
-        dataset, ks=settings.ks, batch_size=settings.eval_batch_size, shard=shard
+        dataset, ks=train_config.ks, batch_size=train_config.eval_batch_size, shard=shard
     ).evaluate
 
 
@@ -172,8 +172,8 @@ class RunSummary:
     seconds: float
 
 
-def read_run(out_dir: str | os.PathLike, settings: TrainConfig) -> RunSummary:
-    """Summary of the finished run in ``out_dir``, trained with ``settings``.
+def read_run(out_dir: str | os.PathLike, train_config: TrainConfig) -> RunSummary:
+    """Summary of the finished run in ``out_dir``, trained with ``train_config``.
 
     Raises:
         ConfigError: ``metrics.json`` or ``log.jsonl`` is missing or unreadable.
@@ -199,7 +199,7 @@ def read_run(out_dir: str | os.PathLike, settings: TrainConfig) -> RunSummary:
         last_epoch=int(history[-1]["epoch"]),
         valid=metrics.get("valid") or {},
         test=metrics.get("test") or {},
-        stopped_early=without_improvement >= settings.patience > 0,
+        stopped_early=without_improvement >= train_config.patience > 0,
         seconds=sum(r.get("train_seconds", 0.0) + r.get("eval_seconds", 0.0) for r in history),
     )
 
@@ -207,7 +207,7 @@ def read_run(out_dir: str | os.PathLike, settings: TrainConfig) -> RunSummary:
 def evaluate_checkpoint(
     path: str | os.PathLike,
     dataset: InteractionDataset,
-    settings: TrainConfig,
+    train_config: TrainConfig,
     split: str = "test",
 ) -> dict[str, float]:
     """Metrics on ``split`` of the model in a trainer checkpoint (``best.pt``), on ``dataset``.
@@ -218,5 +218,5 @@ def evaluate_checkpoint(
     exported = safe_torch_load(path, MODEL_FORMAT)
     if (exported.get("dataset") or {}).get("fingerprint") != dataset.fingerprint:
         raise CheckpointError(f"{path}: was trained on other data than {dataset.name!r}")
-    model = Recommender.from_export(exported, dataset).to(settings.device)
-    return run_evaluator(dataset, settings)(model, split)
+    model = Recommender.from_export(exported, dataset).to(train_config.device)
+    return run_evaluator(dataset, train_config)(model, split)

@@ -112,7 +112,7 @@ class Trainer:
         self.model = model
         self.dataset = dataset
         self.config = config
-        self.settings = config.train
+        self.train_config = config.train
         self.evaluate = evaluate
         self.evaluate_test = evaluate_test
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -120,7 +120,7 @@ class Trainer:
         self.is_main = distributed is None or distributed.is_main
         self.progress = progress and self.is_main
         self.log = (log if self.is_main else None) or (lambda line: None)
-        self.device = distributed.device if distributed else torch.device(self.settings.device)
+        self.device = distributed.device if distributed else torch.device(self.train_config.device)
         self.state = _State()
         self.best_model_state: dict[str, torch.Tensor] | None = None
         self.grad_sync: GradientSync | None = None  # set by fit() when distributed
@@ -128,17 +128,17 @@ class Trainer:
     # ------------------------------------------------------------------ public
     def fit(self, resume: bool = False) -> TrainResult:
         """Train until early stopping or ``epochs``; return test metrics of the best epoch."""
-        seed_everything(self.settings.seed)
+        seed_everything(self.train_config.seed)
         # The batch stream's generator is seeded alike on every rank (ranks slice the same
         # global batches); the global RNGs (dropout, noise) get a per-rank seed below.
-        self.generator = torch.Generator().manual_seed(self.settings.seed)
+        self.generator = torch.Generator().manual_seed(self.train_config.seed)
         self.model.to(self.device)
         self.grad_sync = None
         if self.distributed is not None:
             broadcast_parameters(self.model, self.distributed)
-            seed_everything(self.settings.seed + self.distributed.rank)
+            seed_everything(self.train_config.seed + self.distributed.rank)
         self.optimizers = self.model.configure_optimizers(
-            self.settings.lr, self.settings.weight_decay
+            self.train_config.lr, self.train_config.weight_decay
         )
         if resume:
             self._resume()
@@ -146,10 +146,10 @@ class Trainer:
             self._on_main(self._check_fresh_out_dir)
         sampler = self.model.make_sampler(
             self.dataset,
-            self.settings.batch_size,
+            self.train_config.batch_size,
             self.generator,
             self.device,
-            negative_pool=self.settings.negative_pool,
+            negative_pool=self.train_config.negative_pool,
         )
         if self.distributed is not None:
             sampler = ShardedSampler(sampler, self.distributed.rank, self.distributed.world_size)
@@ -162,7 +162,7 @@ class Trainer:
 
     def _fit(self, sampler) -> TrainResult:
         history = self._on_main(self._read_history)
-        while self.state.epoch < self.settings.epochs and not self._should_stop():
+        while self.state.epoch < self.train_config.epochs and not self._should_stop():
             epoch = self.state.epoch + 1
             started = time.perf_counter()
             losses = self._train_epoch(epoch, sampler)
@@ -172,7 +172,7 @@ class Trainer:
                 "train_seconds": time.perf_counter() - started,
             }
             self.state.epoch = epoch
-            if epoch % self.settings.eval_every == 0 or epoch == self.settings.epochs:
+            if epoch % self.train_config.eval_every == 0 or epoch == self.train_config.epochs:
                 record.update(self._validate(epoch))
             history.append(record)
             self._append_log(record)
@@ -230,7 +230,7 @@ class Trainer:
         started = time.perf_counter()
         valid = self._agreed(self.evaluate(self.model, "valid"))
         seconds = time.perf_counter() - started
-        score = valid[self.settings.valid_metric]
+        score = valid[self.train_config.valid_metric]
         improved = score > self.state.best_score
         if improved:
             self.state.best_score = score
@@ -241,7 +241,7 @@ class Trainer:
             self._write_checkpoint("best.pt", best=True)
         else:
             self.state.bad_evals += 1
-        metric = self.settings.valid_metric
+        metric = self.train_config.valid_metric
         parts = "".join(
             f" {part} {valid[f'{part}/{metric}']:.4f}"
             for part in ("cold", "warm")
@@ -254,7 +254,7 @@ class Trainer:
         return {"valid": valid, "eval_seconds": seconds, "improved": improved}
 
     def _should_stop(self) -> bool:
-        return self.state.bad_evals >= self.settings.patience > 0
+        return self.state.bad_evals >= self.train_config.patience > 0
 
     def _finish(self, history: list[dict[str, Any]]) -> TrainResult:
         if self.best_model_state is None:  # no evaluation happened (epochs < eval_every)

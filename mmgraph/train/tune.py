@@ -375,8 +375,8 @@ def tune_grid(
     if chosen is None:
         raise MMGraphError(f"no grid point finished training; see {out / 'tune.csv'}")
     best = results[chosen]
-    settings = best.point.config.train
-    test = evaluate_checkpoint(out / best.point.name / "best.pt", dataset, settings, "test")
+    train_config = best.point.config.train
+    test = evaluate_checkpoint(out / best.point.name / "best.pt", dataset, train_config, "test")
     result = TuneResult(results, chosen, metric, test, command)
     _write_best(out / "best.json", result, dataset)
     return result
