@@ -133,11 +133,7 @@ class UserItemInput(nn.Module):
         self.projector.out.reset_parameters()
 
     def forward(self, item_input: Tensor) -> Tensor:
-        return l2_normalize(torch.cat(self.parts(item_input)))
-
-    def parts(self, item_input: Tensor) -> tuple[Tensor, Tensor]:
-        """The table before normalisation: ``(P [U, dim], MLP(X) [I, dim])``."""
-        return self.preference, self.projector(item_input)
+        return l2_normalize(torch.cat([self.preference, self.projector(item_input)]))
 
 
 def stack_user_item_inputs(
