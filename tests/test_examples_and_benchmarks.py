@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.speed import split_datasets, steal_fraction
 from tests.conftest import requires_shared
@@ -127,6 +128,42 @@ def test_ann_benchmark_quick_run_reports_recall_against_exact(tmp_path):
     hnsw = [row for name, row in methods.items() if name.startswith("hnsw")]
     assert len(hnsw) == 5 and all(0 < row["recall"] <= 1 and row["qps"] > 0 for row in hnsw)
     assert "| flat | 1.0000 |" in out.with_suffix(".md").read_text()
+
+
+def test_cold_ablation_quick_run_reports_each_edit(tmp_path):
+    out = tmp_path / "cold.json"
+    run_in_repo("-m", "benchmarks.cold_ablation", "--quick", "--out", str(out))
+    (result,) = json.loads(out.read_text())["results"]
+    assert (result["model"], result["cold_items"]) == ("vbpr", 40)  # every 5th of 200 items
+    edits = [row["edit"] for row in result["rows"]]
+    assert edits == ["as trained", "cold ID rows zeroed", "cold features permuted",
+                     "cold features zeroed"]  # fmt: skip
+    for row in result["rows"]:
+        assert all(0 <= row[part] <= 1 for part in ("", "cold/", "warm/"))
+    assert 0 <= result["cold_top_share"] <= 1 and result["cold_catalogue_share"] == 0.2
+    assert "| cold features zeroed |" in out.with_suffix(".md").read_text()
+
+
+def test_cold_ablation_edits_touch_only_cold_items_and_are_undone():
+    """VBPR's item vector is its ID row next to its projected content: an edit of the cold
+    items' rows must change exactly those items' vectors, and nothing once undone."""
+    from benchmarks.cold_ablation import EDITS, cold_items, restored
+    from mmgraph.data.synthetic import synthetic_dataset
+    from mmgraph.models import VBPR
+
+    dataset = synthetic_dataset(users=60, items=40, interactions=600)
+    model = VBPR.from_dataset(dataset).eval()
+    cold = torch.tensor([3, 17, 29])
+    with torch.no_grad():
+        _, before = model()
+        for label, edit in EDITS.items():
+            with restored(model):
+                edit(model, cold, torch.Generator().manual_seed(0))
+                _, edited = model()
+            changed = (edited != before).any(dim=1).nonzero().squeeze(1)
+            assert changed.tolist() == cold.tolist(), label
+            assert torch.equal(model()[1], before), label
+    assert cold_items(dataset).numel() == 0  # every synthetic item has a training pair
 
 
 def test_custom_model_example_trains_a_user_written_model():
