@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from mmgraph.data.sampling import Batch
 from mmgraph.models import LGMRec
-from mmgraph.nn.hypergraph import LearnableHypergraph, population_infonce
+from mmgraph.nn.hypergraph import LearnableHypergraph
+from mmgraph.nn.losses import population_infonce
 from tests.conftest import requires_shared
 from tests.helpers import (
     assert_all_parameters_get_gradients,

@@ -67,9 +67,8 @@ def matmul_cross_entropy(
     (cross-entropy's forward holds the logits and their log-softmax, and its backward
     allocates and zero-fills several more).
 
-    **Used by** LGMRec's cross-modal contrast (:func:`mmgraph.nn.population_infonce`,
-    ``"sum"``) and DiffMM's (:func:`mmgraph.models.diffmm.mean_population_infonce`,
-    ``"mean"``).
+    **Used by** :func:`mmgraph.nn.population_infonce`: LGMRec's cross-modal contrast
+    (``"sum"``) and DiffMM's (``"mean"``).
 
     Shapes:
         ``anchors: [B, d]``, ``candidates: [N, d]``, ``targets: [B]`` row indices of

@@ -7,11 +7,9 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import to_edge_index, to_torch_csr_tensor
 
 from mmgraph.data.sampling import Batch
 from mmgraph.errors import ConfigError, DataError
-from mmgraph.kernels import matmul_cross_entropy
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.models.hparams import (
     DROP_PROBABILITY,
@@ -26,9 +24,10 @@ from mmgraph.models.hparams import (
 from mmgraph.nn.diffusion import Denoiser, GaussianDiffusion, signal_injection_loss
 from mmgraph.nn.encoders import ModalityProjection
 from mmgraph.nn.functional import l2_normalize
-from mmgraph.nn.losses import gather_triple, triple_bpr_loss
-from mmgraph.nn.sparse import csr_transpose, sparse_matmul
-from mmgraph.nn.structure import interaction_rows
+from mmgraph.nn.losses import gather_triple, population_infonce, triple_bpr_loss
+from mmgraph.nn.perturb import drop_entries
+from mmgraph.nn.sparse import sparse_matmul
+from mmgraph.nn.structure import interaction_rows, self_loop_adjacency
 
 #: ``"main"``: each modality view against the main view (the authors' ``cl_method 1``, their
 #: TikTok setting); ``"modalities"``: every pair of modality views (``cl_method 0``).
@@ -36,62 +35,6 @@ CL_METHODS = ("main", "modalities")
 
 #: a graph for propagation: ``(adj_t, adj)``, the matrix and its transpose (for the backward)
 Graph = tuple[Tensor, Tensor]
-
-
-def self_loop_adjacency(users: Tensor, items: Tensor, num_users: int, num_items: int) -> Tensor:
-    r"""The authors' :math:`D^{-1/2} (A + I) D^{-1/2}` of a binary user–item graph.
-
-    ``A`` is the ``[U + I, U + I]`` bipartite adjacency of the edges ``(users[e], items[e])``
-    (duplicates count once), every node gets a self-loop and ``D`` counts it. Symmetric.
-
-    Returns:
-        ``[U + I, U + I]`` sparse CSR.
-    """
-    num_nodes = num_users + num_items
-    key = torch.unique(users.long() * num_items + items.long())
-    users, items = key // num_items, key % num_items + num_users
-    loops = torch.arange(num_nodes, device=key.device)
-    rows = torch.cat([users, items, loops])
-    cols = torch.cat([items, users, loops])
-    degree = torch.bincount(rows, minlength=num_nodes).float()
-    weight = (degree.index_select(0, rows) * degree.index_select(0, cols)).rsqrt()
-    return to_torch_csr_tensor(torch.stack([rows, cols]), weight, size=(num_nodes, num_nodes))
-
-
-def drop_entries(adj: Tensor, keep_rate: float) -> Graph:
-    """Keep each stored entry of ``adj`` with probability ``keep_rate``, scaled by
-    ``1 / keep_rate`` (the authors' ``SpAdjDropEdge``: entries, self-loops included, are
-    dropped independently, so the result is not symmetric). Torch's global generator.
-
-    Returns:
-        ``(dropped, dropped^T)``, both sparse CSR.
-    """
-    if keep_rate >= 1.0:
-        return adj, adj
-    edge_index, values = to_edge_index(adj)
-    keep = torch.rand(values.numel(), device=values.device) < keep_rate
-    dropped = to_torch_csr_tensor(
-        edge_index[:, keep], values[keep] / keep_rate, size=tuple(adj.shape)
-    )
-    return dropped, csr_transpose(dropped)
-
-
-def mean_population_infonce(
-    anchor: Tensor, target: Tensor, nodes: Tensor, temperature: float
-) -> Tensor:
-    r"""InfoNCE of the ``nodes``' rows of ``anchor`` against every row of ``target``
-    (the authors' ``contrastLoss``):
-    :math:`-\frac1B \sum_b \log \frac{\exp(\cos(a_{n_b}, t_{n_b}) / \tau)}
-    {\sum_j \exp(\cos(a_{n_b}, t_j) / \tau)}`.
-
-    The kernel :func:`~mmgraph.kernels.matmul_cross_entropy` (``reduction="mean"``) keeps one
-    ``[B, N]`` buffer.
-
-    Shapes:
-        ``anchor, target: [N, d]``, ``nodes: [B]`` -> scalar (memory ``[B, N]``).
-    """
-    a = l2_normalize(anchor.index_select(0, nodes)) / temperature  # scales [B, d], not [B, N]
-    return matmul_cross_entropy(a, l2_normalize(target), nodes, "mean")
 
 
 class DiffMM(Recommender):
@@ -115,7 +58,7 @@ class DiffMM(Recommender):
     (seen items included, as in the authors' code).
 
     **Graphs.** :math:`\hat A = D^{-1/2}(A + I)D^{-1/2}` of the training graph and
-    :math:`\hat G_m` of the generated one (:func:`self_loop_adjacency`, ``[N, N]``,
+    :math:`\hat G_m` of the generated one (:func:`~mmgraph.nn.self_loop_adjacency`, ``[N, N]``,
     ``N = U + I``). In training :math:`\hat G_m` has its entries kept with probability
     ``keep_rate`` and scaled by ``1 / keep_rate``, drawn once per epoch; ``forward()`` uses the
     full :math:`\hat G_m`. Before the first generation :math:`\hat G_m = I` (self-loops only).
@@ -137,7 +80,7 @@ class DiffMM(Recommender):
     ``loss_reg`` :math:`= \lambda (\lVert E_u \rVert^2 + \lVert E_i \rVert^2)` (the full
     tables, every batch), ``loss_cl`` :math:`= \lambda_\text{cl} \sum_m
     [\mathrm{NCE}(Z_u, V_{m,u}) + \mathrm{NCE}(Z_i, V_{m,i})]` over the batch's users and
-    positive items, each against all users / items (:func:`mean_population_infonce`, temperature
+    positive items, each against all users / items (:func:`~mmgraph.nn.population_infonce`, mean, temperature
     ``temperature``; ``cl_method="modalities"`` contrasts every pair of views
     :math:`(V_m, V_{m'})`, :math:`m < m'`, instead).
 
@@ -421,10 +364,14 @@ class DiffMM(Recommender):
         return z[: self.num_users], z[self.num_users :]
 
     def _contrast(self, a: Tensor, b: Tensor, batch: Batch) -> Tensor:
-        users, items = self.num_users, batch.pos_items
-        return mean_population_infonce(
-            a[:users], b[:users], batch.users, self.temperature
-        ) + mean_population_infonce(a[users:], b[users:], items, self.temperature)
+        """Mean InfoNCE of the batch's users (positive items) in ``a`` against all users
+        (items) of ``b``, the two parts summed."""
+        users, items, t = self.num_users, batch.pos_items, self.temperature
+        user_rows = a[:users].index_select(0, batch.users)
+        item_rows = a[users:].index_select(0, items)
+        user_part = population_infonce(user_rows, b[:users], batch.users, t, "mean")
+        item_part = population_infonce(item_rows, b[users:], items, t, "mean")
+        return user_part + item_part
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         graphs, inputs = self.training_graphs(), self.modality_inputs()

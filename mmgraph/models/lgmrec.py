@@ -18,10 +18,9 @@ from mmgraph.nn.hypergraph import (
     LearnableHypergraph,
     MembershipNoise,
     interaction_matrix,
-    population_infonce,
 )
 from mmgraph.nn.id_dropout import ItemIDDropout
-from mmgraph.nn.losses import embedding_norm, gather_triple, triple_bpr_loss
+from mmgraph.nn.losses import embedding_norm, gather_triple, population_infonce, triple_bpr_loss
 from mmgraph.nn.sparse import csr_transpose, sparse_matmul
 
 #: per modality, ``(users [U, d], items [I, d])`` of the hypergraph (global) view

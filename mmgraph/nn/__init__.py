@@ -39,7 +39,6 @@ from mmgraph.nn.hypergraph import (
     LearnableHypergraph,
     MembershipNoise,
     interaction_matrix,
-    population_infonce,
 )
 from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import (
@@ -59,11 +58,17 @@ from mmgraph.nn.losses import (
     embedding_norm,
     gather_triple,
     negative_cosine,
+    population_infonce,
     triple_bpr_loss,
 )
 from mmgraph.nn.masking import FeatureMaskingLoss
 from mmgraph.nn.mmgcn_conv import MMGCNBranch, MMGCNConv, mmgcn_adjacency
-from mmgraph.nn.perturb import GraphPerturbation, degree_sensitive_edge_sample, drop_edges
+from mmgraph.nn.perturb import (
+    GraphPerturbation,
+    degree_sensitive_edge_sample,
+    drop_edges,
+    drop_entries,
+)
 from mmgraph.nn.purifier import BehaviorAwareFuser, BehaviorGuidedPurifier, PurifierGate
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
 from mmgraph.nn.sparse import csr_submatrix, csr_transpose, sparse_matmul
@@ -83,6 +88,7 @@ from mmgraph.nn.structure import (
     interaction_rows,
     normalized_unseen_scores,
     sample_candidates,
+    self_loop_adjacency,
     topk_unseen_items,
     user_item_graph,
 )
@@ -137,6 +143,7 @@ __all__ = [
     "draw_dropout_masks",
     "draw_masked_branches",
     "drop_edges",
+    "drop_entries",
     "dropout_propagation",
     "edge_dots",
     "edge_softmax",
@@ -160,6 +167,7 @@ __all__ = [
     "route_preferences",
     "row_sum_normalization",
     "sample_candidates",
+    "self_loop_adjacency",
     "signal_injection_loss",
     "similarity_knn_graph",
     "sparse_matmul",

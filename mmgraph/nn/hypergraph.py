@@ -7,8 +7,6 @@ flow item -> hyperedge -> item / user. The pieces:
 - :class:`LearnableHypergraph`: the memberships and the message passing, for any number of
   modalities; its random parts (Gumbel noise, dropout of memberships) are drawn separately
   (:meth:`LearnableHypergraph.draw`) and passed in, so a caller can fix them.
-- :func:`population_infonce`: the cross-modal contrast of LGMRec, each anchor against every
-  row of the other modality.
 - :func:`interaction_matrix`: the binary ``[U, I]`` matrix the user memberships are summed with.
 """
 
@@ -18,11 +16,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import to_torch_csr_tensor
 
-from mmgraph.kernels import matmul_cross_entropy, sparse_matmul
+from mmgraph.kernels import sparse_matmul
 from mmgraph.nn.noise import bernoulli_like, uniform_like
 
 
@@ -199,27 +196,3 @@ class LearnableHypergraph(nn.Module):
             f"temperature={self.temperature}, keep_rate={self.keep_rate}, "
             f"gumbel_noise={self.gumbel_noise}"
         )
-
-
-def population_infonce(
-    anchors: Tensor, candidates: Tensor, positives: Tensor, temperature: float = 0.2
-) -> Tensor:
-    r"""InfoNCE of each anchor against *all* rows of another view, summed over the anchors.
-
-    .. math::
-        \ell = -\sum_b \log \frac{\exp(\cos(a_b, c_{p_b}) / \tau)}
-        {\sum_{j=1}^{N} \exp(\cos(a_b, c_j) / \tau)}
-
-    The positive :math:`c_{p_b}` is one of the :math:`N` candidates (LGMRec's ``ssl_triple_loss``
-    with the same node's row in the other modality). Summed, not averaged, as in LGMRec.
-
-    The value and gradients equal ``F.cross_entropy(logits, positives, reduction="sum")`` of
-    the ``[B, N]`` cosine logits (the kernel :func:`~mmgraph.kernels.matmul_cross_entropy`,
-    one ``[B, N]`` buffer).
-
-    Shapes:
-        ``anchors: [B, d]``, ``candidates: [N, d]``, ``positives: [B]`` row indices of
-        ``candidates`` -> scalar.
-    """
-    scaled = F.normalize(anchors, dim=1) / temperature  # scales [B, d], not the [B, N] logits
-    return matmul_cross_entropy(scaled, F.normalize(candidates, dim=1), positives, "sum")

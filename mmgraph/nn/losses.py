@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmgraph.data.sampling import Batch
+from mmgraph.kernels import l2_normalize, matmul_cross_entropy
 
 
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
@@ -60,3 +61,32 @@ def negative_cosine(online: Tensor, target: Tensor) -> Tensor:
     The bootstrap objective of BYOL / BM3: the target is a stop-gradient view.
     """
     return 1.0 - F.cosine_similarity(online, target.detach(), dim=-1).mean()
+
+
+def population_infonce(
+    anchors: Tensor,
+    candidates: Tensor,
+    positives: Tensor,
+    temperature: float = 0.2,
+    reduction: str = "sum",
+) -> Tensor:
+    r"""InfoNCE of each anchor against *all* rows of another view.
+
+    .. math::
+        \ell_b = -\log \frac{\exp(\cos(a_b, c_{p_b}) / \tau)}
+        {\sum_{j=1}^{N} \exp(\cos(a_b, c_j) / \tau)}
+
+    summed over the anchors (``reduction="sum"``: LGMRec's ``ssl_triple_loss``, the positive
+    being the same node's row in the other modality) or averaged (``"mean"``: DiffMM's
+    ``contrastLoss``, the anchors being the batch's rows of the whole-population view).
+
+    The value and gradients equal ``F.cross_entropy(logits, positives, reduction=...)`` of the
+    ``[B, N]`` cosine logits; the kernel :func:`~mmgraph.kernels.matmul_cross_entropy` keeps
+    one ``[B, N]`` buffer.
+
+    Shapes:
+        ``anchors: [B, d]``, ``candidates: [N, d]``, ``positives: [B]`` row indices of
+        ``candidates`` -> scalar.
+    """
+    scaled = l2_normalize(anchors) / temperature  # scales [B, d], not the [B, N] logits
+    return matmul_cross_entropy(scaled, l2_normalize(candidates), positives, reduction)

@@ -1,11 +1,14 @@
-"""Graph-view augmentations: embedding noise (SimGCL / MENTOR) and edge dropout (SGL)."""
+"""Graph-view augmentations: embedding noise (SimGCL / MENTOR), edge dropout (SGL) and
+entry dropout of a sparse matrix (DiffMM)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.utils import to_edge_index, to_torch_csr_tensor
 
 from mmgraph.nn.noise import uniform_like
+from mmgraph.nn.sparse import csr_transpose
 
 
 class GraphPerturbation(nn.Module):
@@ -76,6 +79,24 @@ def drop_edges(edge_index: Tensor, p: float, generator: torch.Generator | None =
         raise ValueError(f"edge drop probability must be in [0, 1], got {p}")
     keep = torch.rand(edge_index.size(1), generator=generator) >= p
     return edge_index[:, keep.to(edge_index.device)]
+
+
+def drop_entries(adj: Tensor, keep_rate: float) -> tuple[Tensor, Tensor]:
+    """Keep each stored entry of ``adj`` with probability ``keep_rate``, scaled by
+    ``1 / keep_rate`` (DiffMM's ``SpAdjDropEdge``: entries, self-loops included, are
+    dropped independently, so the result is not symmetric). Torch's global generator.
+
+    Returns:
+        ``(dropped, dropped^T)``, both sparse CSR.
+    """
+    if keep_rate >= 1.0:
+        return adj, adj
+    edge_index, values = to_edge_index(adj)
+    keep = torch.rand(values.numel(), device=values.device) < keep_rate
+    dropped = to_torch_csr_tensor(
+        edge_index[:, keep], values[keep] / keep_rate, size=tuple(adj.shape)
+    )
+    return dropped, csr_transpose(dropped)
 
 
 def degree_sensitive_edge_sample(

@@ -2,7 +2,8 @@
 
 The pieces, each usable alone:
 
-- :func:`user_item_graph`: a normalised bipartite propagation pair built from edges.
+- :func:`user_item_graph`: a normalised bipartite propagation pair built from edges;
+  :func:`self_loop_adjacency`: the ``[U + I, U + I]`` matrix with self-loops (DiffMM).
 - :func:`interaction_rows`, :func:`normalized_unseen_scores` (the code's ``u_sim``) and
   :func:`gumbel_real_rows`: the "fake" and "real" score rows a critic compares.
 - :func:`sample_candidates`: a per-step item subset for critics on large catalogues.
@@ -84,6 +85,26 @@ def user_item_graph(
         to_torch_csr_tensor(backward, user_weight, size=(num_items, num_users)),
         to_torch_csr_tensor(forward, item_weight, size=(num_users, num_items)),
     )
+
+
+def self_loop_adjacency(users: Tensor, items: Tensor, num_users: int, num_items: int) -> Tensor:
+    r"""DiffMM's :math:`D^{-1/2} (A + I) D^{-1/2}` of a binary user–item graph.
+
+    ``A`` is the ``[U + I, U + I]`` bipartite adjacency of the edges ``(users[e], items[e])``
+    (duplicates count once), every node gets a self-loop and ``D`` counts it. Symmetric.
+
+    Returns:
+        ``[U + I, U + I]`` sparse CSR.
+    """
+    num_nodes = num_users + num_items
+    key = torch.unique(users.long() * num_items + items.long())
+    users, items = key // num_items, key % num_items + num_users
+    loops = torch.arange(num_nodes, device=key.device)
+    rows = torch.cat([users, items, loops])
+    cols = torch.cat([items, users, loops])
+    degree = torch.bincount(rows, minlength=num_nodes).float()
+    weight = (degree.index_select(0, rows) * degree.index_select(0, cols)).rsqrt()
+    return to_torch_csr_tensor(torch.stack([rows, cols]), weight, size=(num_nodes, num_nodes))
 
 
 def interaction_rows(
