@@ -183,26 +183,28 @@ def markdown(info: dict[str, Any], results: list[dict[str, Any]], command: str, 
 
 
 def quick_model() -> tuple[Recommender, InteractionDataset]:
-    """VBPR trained for two epochs on a small synthetic graph with 20 % of items held out."""
+    """VBPR trained for two epochs on a small synthetic graph with 20 % of its items cold."""
+    from mmgraph.data.cold_start import cold_item_labels
     from mmgraph.data.synthetic import synthetic_dataset
     from mmgraph.models import get_model
     from mmgraph.train import resolve_config
     from mmgraph.train.runner import build_model, fit_run
 
     base = synthetic_dataset(users=300, items=200, interactions=4000)
-    cold = torch.arange(0, base.num_items, 5)
-    users, items, labels = [], [], []
-    for label, name in enumerate(("train", "valid", "test")):
-        edges = base.edge_index(name)
-        users.append(edges[0])
-        items.append(edges[1])
-        labels.append(torch.full((edges.size(1),), label))
-    users, items, labels = torch.cat(users), torch.cat(items), torch.cat(labels)
-    held = torch.isin(items, cold) & (labels == 0)
-    labels[held] = 2  # the cold items' training pairs go to test
-    features = {m: base.features(m) for m in base.modalities}
+    parts = [base.edge_index(split) for split in ("train", "valid", "test")]
+    edges = torch.cat(parts, dim=1)
+    labels = torch.cat([torch.full((p.size(1),), i) for i, p in enumerate(parts)])
+    labels, _, _ = cold_item_labels(
+        edges[0].numpy(), edges[1].numpy(), labels.numpy(), base.num_items, 0.2, seed=0
+    )
     dataset = InteractionDataset.from_interactions(
-        users, items, labels, features, base.num_users, base.num_items, name="quick-cold"
+        edges[0],
+        edges[1],
+        torch.from_numpy(labels),
+        {m: base.features(m) for m in base.modalities},
+        base.num_users,
+        base.num_items,
+        name="quick-cold",
     )
     config = resolve_config(get_model("vbpr"), [("--quick", {"epochs": 2, "seed": 0})])
     model = build_model(dataset, config)

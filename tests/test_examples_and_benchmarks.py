@@ -134,7 +134,7 @@ def test_cold_ablation_quick_run_reports_each_edit(tmp_path):
     out = tmp_path / "cold.json"
     run_in_repo("-m", "benchmarks.cold_ablation", "--quick", "--out", str(out))
     (result,) = json.loads(out.read_text())["results"]
-    assert (result["model"], result["cold_items"]) == ("vbpr", 40)  # every 5th of 200 items
+    assert (result["model"], result["cold_items"]) == ("vbpr", 40)  # 20 % of 200 items
     edits = [row["edit"] for row in result["rows"]]
     assert edits == ["as trained", "cold ID rows zeroed", "cold features permuted",
                      "cold features zeroed"]  # fmt: skip
