@@ -90,13 +90,6 @@ def restored(model: Recommender) -> Iterator[None]:
                 tensors[name].copy_(value)
 
 
-def cold_items(dataset: InteractionDataset) -> Tensor:
-    """``[C]`` ids of the items without a training interaction."""
-    seen = torch.zeros(dataset.num_items, dtype=torch.bool)
-    seen[dataset.edge_index("train")[1]] = True
-    return (~seen).nonzero().squeeze(1)
-
-
 @torch.no_grad()
 def item_profile(model: Recommender, cold: Tensor, k: int) -> dict[str, float]:
     """Mean cold / warm item-vector norm and the share of every user's top-``k`` that is cold.
@@ -125,8 +118,9 @@ def ablate(
     The model is left as it was given.
     """
     model.eval()
-    evaluate = Evaluator(dataset, ks=[k]).evaluate
-    cold = cold_items(dataset)
+    evaluator = Evaluator(dataset, ks=[k])
+    evaluate = evaluator.evaluate
+    cold = evaluator.item_parts["cold"].nonzero().squeeze(1)
     if not hasattr(model, "item_embedding") and not feature_buffers(model):
         raise ValueError(f"{model.name} has neither an item_embedding nor feature buffers")
 
