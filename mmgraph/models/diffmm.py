@@ -80,8 +80,8 @@ class DiffMM(Recommender):
     ``loss_reg`` :math:`= \lambda (\lVert E_u \rVert^2 + \lVert E_i \rVert^2)` (the full
     tables, every batch), ``loss_cl`` :math:`= \lambda_\text{cl} \sum_m
     [\mathrm{NCE}(Z_u, V_{m,u}) + \mathrm{NCE}(Z_i, V_{m,i})]` over the batch's users and
-    positive items, each against all users / items (:func:`~mmgraph.nn.population_infonce`, mean, temperature
-    ``temperature``; ``cl_method="modalities"`` contrasts every pair of views
+    positive items, each against all users / items (:func:`~mmgraph.nn.population_infonce`,
+    averaged, temperature ``temperature``; ``cl_method="modalities"`` contrasts every pair of views
     :math:`(V_m, V_{m'})`, :math:`m < m'`, instead).
 
     **Training** (the authors' alternation). :meth:`on_epoch_start` first trains the
