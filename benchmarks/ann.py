@@ -39,15 +39,10 @@ EF_SEARCH = (16, 32, 64, 128, 256)
 
 def from_checkpoint(path: str, dataset_ref: str | None) -> tuple[ExportedRecommender, str]:
     """The checkpoint's model exported to a temporary folder and read back (no index)."""
-    from mmgraph.data import load_dataset
-    from mmgraph.io import safe_torch_load
-    from mmgraph.models import Recommender
-    from mmgraph.models.base import MODEL_FORMAT
     from mmgraph.serve import export_model
+    from mmgraph.train import load_checkpoint
 
-    exported = safe_torch_load(path, MODEL_FORMAT)
-    dataset = load_dataset(dataset_ref or exported["dataset"]["source"])
-    model = Recommender.from_export(exported, dataset)
+    model, dataset, _ = load_checkpoint(path, dataset_ref)
     with tempfile.TemporaryDirectory() as folder:
         export_model(model, dataset, Path(folder) / "e")
         served = ExportedRecommender.load(Path(folder) / "e")

@@ -39,6 +39,7 @@ from mmgraph.data import InteractionDataset
 from mmgraph.eval import Evaluator
 from mmgraph.models import Recommender
 from mmgraph.threads import configure_threads
+from mmgraph.train import load_checkpoint
 
 #: an edit of the cold items: (model, cold item ids [C], generator) -> None, in place
 Edit = Callable[[Recommender, Tensor, torch.Generator], None]
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     results = []
-    loaders = [lambda p=p: load_checkpoint(p, args.dataset) for p in args.checkpoint]
+    loaders = [lambda p=p: load_checkpoint(p, args.dataset)[:2] for p in args.checkpoint]
     if args.quick:
         loaders.append(quick_model)
     for load in loaders:
@@ -241,17 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     write_report(out, {"machine": info, "command": command, "results": results}, table)
     print(table)
     return 0
-
-
-def load_checkpoint(path: str, dataset_ref: str | None) -> tuple[Recommender, InteractionDataset]:
-    """A trainer checkpoint's model with the dataset it was trained on (or ``dataset_ref``)."""
-    from mmgraph.data import load_dataset
-    from mmgraph.io import safe_torch_load
-    from mmgraph.models.base import MODEL_FORMAT
-
-    exported = safe_torch_load(path, MODEL_FORMAT)
-    dataset = load_dataset(dataset_ref or exported["dataset"]["source"])
-    return Recommender.from_export(exported, dataset), dataset
 
 
 if __name__ == "__main__":

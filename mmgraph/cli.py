@@ -29,10 +29,10 @@ from mmgraph.data.preprocess import (
     read_feature_ids,
     read_id_maps,
 )
-from mmgraph.errors import CheckpointError, ConfigError, DataError, MMGraphError
+from mmgraph.errors import ConfigError, DataError, MMGraphError
 from mmgraph.eval import Evaluator, write_per_user
 from mmgraph.io import safe_torch_load
-from mmgraph.models import Recommender, get_model, registered_models
+from mmgraph.models import get_model, registered_models
 from mmgraph.models.base import MODEL_FORMAT
 from mmgraph.plot import (
     export_tensorboard,
@@ -51,6 +51,7 @@ from mmgraph.train import (
     fit_run,
     init_distributed,
     list_bundled_configs,
+    load_checkpoint,
     parse_overrides,
     read_config_file,
     resolve_config,
@@ -376,26 +377,8 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- checkpoints
-def _load_checkpoint(
-    path: str, dataset_ref: str | None
-) -> tuple[Recommender, InteractionDataset, dict[str, Any]]:
-    """The model of a checkpoint, its dataset, and the run config recorded with it."""
-    exported = safe_torch_load(path, MODEL_FORMAT)
-    recorded = exported.get("dataset") or {}
-    ref = dataset_ref or recorded.get("source")
-    if not ref:
-        raise CheckpointError(f"{path}: records no dataset; pass --dataset")
-    dataset = load_dataset(ref)
-    fingerprint = recorded.get("fingerprint")
-    if fingerprint is not None and fingerprint != dataset.fingerprint:
-        raise CheckpointError(
-            f"{path}: was trained on different data than {ref!r} (dataset fingerprints differ)"
-        )
-    return Recommender.from_export(exported, dataset), dataset, exported.get("config") or {}
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    model, dataset, config = _load_checkpoint(args.checkpoint, args.dataset)
+    model, dataset, config = load_checkpoint(args.checkpoint, args.dataset)
     model.to(args.device)
     evaluator = Evaluator(dataset, ks=config.get("ks", TrainConfig().ks))
     if args.per_user:
@@ -448,7 +431,7 @@ def _recommend(args: argparse.Namespace) -> int:
         raise ConfigError(f"--k must be >= 1, got {args.k}")
     if args.index:
         return _recommend_from_export(args)
-    model, dataset, _ = _load_checkpoint(args.checkpoint, args.dataset)
+    model, dataset, _ = load_checkpoint(args.checkpoint, args.dataset)
     model.to(args.device)
     raw_users, raw_items = _id_maps(dataset) if args.raw_ids else (None, None)
     users = _pick_users(args.users, dataset.num_users, raw_users)
@@ -509,7 +492,7 @@ def _export(args: argparse.Namespace) -> int:
         index_settings = IndexSettings(
             args.index, args.hnsw_m, args.ef_construction, args.ef_search
         )
-    model, dataset, _ = _load_checkpoint(args.checkpoint, args.dataset)
+    model, dataset, _ = load_checkpoint(args.checkpoint, args.dataset)
     model.to(args.device)
     raw_ids = read_id_maps(dataset.source or "", dataset.num_users, dataset.num_items)
     manifest = export_model(
@@ -606,7 +589,7 @@ def _plot(args: argparse.Namespace) -> int:
     if args.tensorboard:
         written.append(export_tensorboard(history, out / "tensorboard"))
     if not args.no_tsne:
-        model, _, _ = _load_checkpoint(str(run_dir / "best.pt"), args.dataset)
+        model, _, _ = load_checkpoint(str(run_dir / "best.pt"), args.dataset)
         written.append(plot_item_tsne(item_embeddings(model), out / "tsne.png", args.max_items))
     for path in written:
         print(path)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mmgraph.allocator import retain_freed_memory
+from mmgraph.data import load_dataset
 from mmgraph.data.dataset import InteractionDataset
 from mmgraph.errors import CheckpointError, ConfigError
 from mmgraph.eval import Evaluator
@@ -220,3 +221,27 @@ def evaluate_checkpoint(
         raise CheckpointError(f"{path}: was trained on other data than {dataset.name!r}")
     model = Recommender.from_export(exported, dataset).to(train_config.device)
     return run_evaluator(dataset, train_config)(model, split)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, dataset_ref: str | None = None
+) -> tuple[Recommender, InteractionDataset, dict[str, Any]]:
+    """The model of a checkpoint (``best.pt``, ``last.pt`` or a saved model), its dataset
+    (``dataset_ref``, else the one the checkpoint records) and the run config recorded with it.
+
+    Raises:
+        CheckpointError: the checkpoint is unreadable, records no dataset and none is given,
+            or was trained on other data than the dataset loaded.
+    """
+    exported = safe_torch_load(path, MODEL_FORMAT)
+    recorded = exported.get("dataset") or {}
+    ref = dataset_ref or recorded.get("source")
+    if not ref:
+        raise CheckpointError(f"{path}: records no dataset; pass --dataset")
+    dataset = load_dataset(ref)
+    fingerprint = recorded.get("fingerprint")
+    if fingerprint is not None and fingerprint != dataset.fingerprint:
+        raise CheckpointError(
+            f"{path}: was trained on different data than {ref!r} (dataset fingerprints differ)"
+        )
+    return Recommender.from_export(exported, dataset), dataset, exported.get("config") or {}
