@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.speed import split_datasets, steal_fraction
+import benchmarks.speed
+from benchmarks.speed import measure, split_datasets, steal_fraction
 from tests.conftest import requires_shared
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +50,31 @@ def test_speed_suite_quick_run_writes_json_and_markdown(tmp_path):
     assert "GFLOP/s before the runs" in table
     commit = report["machine"]["commit"]  # the checkout's, or None outside git
     assert commit is None or (commit.removesuffix("-dirty").isalnum() and commit in table)
+
+
+def test_speed_suite_counts_the_epoch_hook_once_and_scales_only_batches(monkeypatch):
+    # A fake clock: the hook costs 100 units, each batch 1, so an epoch timed from 2 of N
+    # batches must read 100 + N, not (100 + 2) * N / 2.
+    from mmgraph.models.lightgcn import LightGCN
+
+    clock = [0.0]
+    monkeypatch.setattr(benchmarks.speed.time, "perf_counter", lambda: clock[0])
+
+    def hook(self, epoch):
+        clock[0] += 100.0
+
+    def step(self, batch, optimizers):
+        clock[0] += 1.0
+
+    monkeypatch.setattr(LightGCN, "on_epoch_start", hook)
+    monkeypatch.setattr(LightGCN, "training_step", step)
+    result = measure(
+        "lightgcn", "synthetic:users=200,items=150,interactions=3000", "cpu",
+        epochs=1, max_batches=2, overrides={"batch_size": 256}, evaluate=False, warmup=False,
+    )  # fmt: skip
+    assert result["batches_timed"] == 2 and result["batches_per_epoch"] > 2
+    assert result["epoch_hook_seconds"] == 100.0
+    assert result["epoch_seconds"] == 100.0 + result["batches_per_epoch"]
 
 
 @requires_shared("movielens-small")
