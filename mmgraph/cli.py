@@ -14,6 +14,7 @@ import shlex
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,13 @@ from mmgraph.data.preprocess import (
     read_id_maps,
 )
 from mmgraph.errors import ConfigError, DataError, MMGraphError
-from mmgraph.eval import Evaluator, write_per_user
+from mmgraph.eval import (
+    Evaluator,
+    average_per_user,
+    paired_test,
+    read_per_user,
+    write_per_user,
+)
 from mmgraph.io import safe_torch_load
 from mmgraph.models import get_model, registered_models
 from mmgraph.models.base import MODEL_FORMAT
@@ -138,6 +145,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "--per-user",
         metavar="FILE",
         help="also write every user's metrics as TSV (for paired tests between models)",
+    )
+
+    compare = commands.add_parser(
+        "compare",
+        help="paired test over users between two models' per-user files (evaluate --per-user)",
+    )
+    compare.add_argument(
+        "files", nargs="+", metavar="FILE", help="model A: per-user TSVs, one per seed"
+    )
+    compare.add_argument(
+        "--against",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="model B: per-user TSVs of the same split, one per seed",
+    )
+    compare.add_argument(
+        "--metrics",
+        default="recall@20,ndcg@20",
+        help="comma-separated metrics to test (default recall@20,ndcg@20)",
     )
 
     recommend = commands.add_parser("recommend", help="top-k items as TSV")
@@ -389,6 +416,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """Each user's mean over A's files against the same over B's, Wilcoxon per metric."""
+    mine = average_per_user([read_per_user(path) for path in args.files])
+    theirs = average_per_user([read_per_user(path) for path in args.against])
+    results = []
+    for metric in [m.strip() for m in args.metrics.split(",") if m.strip()]:
+        test = paired_test(mine, theirs, metric)
+        results.append({**asdict(test), "difference": test.difference})
+    print(json.dumps(results, indent=2))
+    return 0
+
+
 def _parse_users(spec: str, num_users: int) -> torch.Tensor:
     if spec == "all":
         return torch.arange(num_users)
@@ -617,6 +656,7 @@ COMMANDS = {
     "train": _train,
     "tune": _tune,
     "evaluate": _evaluate,
+    "compare": _compare,
     "recommend": _recommend,
     "export": _export,
     "plot": _plot,

@@ -51,3 +51,30 @@ def test_average_per_user_and_round_trip(tmp_path):
     (tmp_path / "bad.tsv").write_text("user\tr\n1\t0.5\n")
     with pytest.raises(DataError, match="expected a header"):
         read_per_user(tmp_path / "bad.tsv")
+
+
+def test_compare_command_averages_seeds_per_user_then_matches_scipy(tmp_path, capsys):
+    import json
+
+    from mmgraph.cli import main
+
+    def write(name, users, values):
+        rows = ["userID\trecall@20"] + [f"{u}\t{v}" for u, v in zip(users, values, strict=True)]
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
+        return str(tmp_path / name)
+
+    a = [
+        write("a1.tsv", [0, 1, 2, 3], [0.5, 0.0, 1.0, 0.2]),
+        write("a2.tsv", [0, 1, 2, 3], [0.3, 0.4, 1.0, 0.0]),
+    ]
+    b = [write("b1.tsv", [0, 1, 2, 3], [0.1, 0.1, 0.2, 0.5])]
+    assert main(["compare", *a, "--against", *b, "--metrics", "recall@20"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    # Seed means of A per user: 0.4, 0.2, 1.0, 0.1; differences to B: 0.3, 0.1, 0.8, -0.4.
+    diff = np.array([0.3, 0.1, 0.8, -0.4])
+    assert result["users"] == 4
+    assert result["mean_a"] == pytest.approx(0.425)
+    assert result["difference"] == pytest.approx(diff.mean())
+    assert result["p_value"] == pytest.approx(wilcoxon(diff).pvalue)
+    assert main(["compare", *a, "--against", *b, "--metrics", "ndcg@20"]) == 2
+    assert "no metric 'ndcg@20'" in capsys.readouterr().err
