@@ -40,9 +40,8 @@ from mmgraph.data import InteractionDataset, load_dataset
 from mmgraph.errors import ConfigError, DataError, MMGraphError
 from mmgraph.eval import (
     Evaluator,
-    average_per_user,
     paired_test,
-    read_per_user,
+    read_seed_means,
     write_per_user,
 )
 from mmgraph.models import Recommender, get_model, registered_models
@@ -421,8 +420,8 @@ def _paired_tests(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> dict[s
     missing = [p for p in [*row["per_user"], *baseline["per_user"]] if not _repo_path(p).exists()]
     if missing:
         raise FileNotFoundError(missing[0])
-    mine = average_per_user([read_per_user(_repo_path(p)) for p in row["per_user"]])
-    theirs = average_per_user([read_per_user(_repo_path(p)) for p in baseline["per_user"]])
+    mine = read_seed_means([_repo_path(p) for p in row["per_user"]])
+    theirs = read_seed_means([_repo_path(p) for p in baseline["per_user"]])
     out = {}
     for metric in TESTED_METRICS:
         try:

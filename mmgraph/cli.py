@@ -33,9 +33,8 @@ from mmgraph.data.preprocess import (
 from mmgraph.errors import ConfigError, DataError, MMGraphError
 from mmgraph.eval import (
     Evaluator,
-    average_per_user,
     paired_test,
-    read_per_user,
+    read_seed_means,
     write_per_user,
 )
 from mmgraph.io import safe_torch_load
@@ -418,8 +417,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     """Each user's mean over A's files against the same over B's, Wilcoxon per metric."""
-    mine = average_per_user([read_per_user(path) for path in args.files])
-    theirs = average_per_user([read_per_user(path) for path in args.against])
+    mine = read_seed_means(args.files)
+    theirs = read_seed_means(args.against)
     results = []
     for metric in [m.strip() for m in args.metrics.split(",") if m.strip()]:
         test = paired_test(mine, theirs, metric)

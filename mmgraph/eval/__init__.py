@@ -12,6 +12,7 @@ from mmgraph.eval.significance import (
     average_per_user,
     paired_test,
     read_per_user,
+    read_seed_means,
     write_per_user,
 )
 from mmgraph.nn.ranking import mask_seen, topk_recommendations
@@ -28,6 +29,7 @@ __all__ = [
     "paired_test",
     "ranking_metrics",
     "read_per_user",
+    "read_seed_means",
     "topk_recommendations",
     "write_per_user",
 ]

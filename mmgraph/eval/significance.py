@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,14 @@ from torch import Tensor
 
 from mmgraph.errors import DataError
 
-__all__ = ["PairedTest", "average_per_user", "paired_test", "read_per_user", "write_per_user"]
+__all__ = [
+    "PairedTest",
+    "average_per_user",
+    "paired_test",
+    "read_per_user",
+    "read_seed_means",
+    "write_per_user",
+]
 
 USER_COLUMN = "userID"
 
@@ -80,6 +87,12 @@ def average_per_user(tables: list[Mapping[str, np.ndarray]]) -> dict[str, np.nda
         if name != "user":
             out[name] = np.mean([table[name] for table in tables], axis=0)
     return out
+
+
+def read_seed_means(paths: Sequence[str | os.PathLike]) -> dict[str, np.ndarray]:
+    """Each user's mean over per-user files of several runs (seeds) of the same split:
+    :func:`average_per_user` of :func:`read_per_user` of each path."""
+    return average_per_user([read_per_user(path) for path in paths])
 
 
 @dataclass
