@@ -274,7 +274,7 @@ def run_entry(
             return {**entry, "status": "error", "reason": str(exc)}
     summary = read_run(run_dir, config.train)
     per_user = run_dir / PER_USER_FILE
-    if not per_user.is_file():
+    if state != "finished" or not per_user.is_file():  # absent, or from before an extension
         model = Recommender.load(run_dir / "best.pt", dataset)
         values = Evaluator(dataset, ks=config.train.ks).per_user(model, "test")
         write_per_user(values, per_user)

@@ -3,10 +3,16 @@ import json
 import pytest
 import torch
 
-from mmgraph.errors import MMGraphError
+from mmgraph.errors import ConfigError, MMGraphError
 from mmgraph.eval import Evaluator
 from mmgraph.models import LightGCN, Recommender
-from mmgraph.train import Trainer, TrainingDiverged, resolve_config, seed_everything
+from mmgraph.train import (
+    Trainer,
+    TrainingDiverged,
+    resolve_config,
+    run_folder_state,
+    seed_everything,
+)
 from tests.helpers import tiny_dataset
 
 
@@ -60,6 +66,25 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(a, b)
     log = (tmp_path / "split" / "log.jsonl").read_text().splitlines()
     assert len(log) == len((tmp_path / "straight" / "log.jsonl").read_text().splitlines())
+
+
+def test_a_capped_run_is_partial_under_a_higher_cap_an_early_stopped_one_finished(tmp_path):
+    data = tiny_dataset()
+
+    def config(epochs, patience, **more):
+        values = {"epochs": epochs, "seed": 7, "batch_size": 16, "patience": patience, **more}
+        return resolve_config(LightGCN, [("test", values)])
+
+    make_trainer(data, tmp_path / "capped", epochs=3, patience=50).fit()
+    assert run_folder_state(tmp_path / "capped", config(3, 50), data) == "finished"
+    assert run_folder_state(tmp_path / "capped", config(6, 50), data) == "partial"
+    with pytest.raises(ConfigError, match="trained for 3 epochs, more than epochs=2"):
+        run_folder_state(tmp_path / "capped", config(2, 50), data)
+    with pytest.raises(ConfigError, match="another configuration: lr="):
+        run_folder_state(tmp_path / "capped", config(6, 50, lr=0.5), data)
+    stopped = make_trainer(data, tmp_path / "stopped", epochs=60, patience=1).fit()
+    assert len(stopped.history) < 60  # early stopping ended it
+    assert run_folder_state(tmp_path / "stopped", config(600, 1), data) == "finished"
 
 
 def test_refuses_to_overwrite_a_previous_run(tmp_path):

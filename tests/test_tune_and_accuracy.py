@@ -65,9 +65,9 @@ def test_tune_reuses_finished_points_and_refuses_another_configuration(tuned, ca
     assert captured.err.count("reusing the finished run") == 2
     assert "*  " + json.loads(before)["run"] in captured.out
     assert json.loads((out / "best.json").read_text())["test"] == json.loads(before)["test"]
-    assert main([*argv[:-4], "--epochs", "3", "--out", str(out), "--quiet"]) == 2
+    assert main([*argv, "--set", "reg_weight=0.5", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "epochs=2 (now 3)" in err[0]
+    assert len(err) == 1 and "reg_weight=" in err[0] and "(now 0.5)" in err[0]
 
 
 def test_unknown_grid_key_is_one_error_line_before_anything_runs(tmp_path, capsys):
@@ -207,3 +207,21 @@ def test_report_keeps_stored_paired_tests_when_per_user_files_are_gone(tmp_path)
     row = next(r for r in load_report(path, "t")["summary"] if r["model"] == "bpr")
     assert "unavailable" in row["paired_test"]
     assert "| n/a |" in (tmp_path / "t.md").read_text()
+
+
+def test_accuracy_extends_capped_runs_to_a_higher_cap(tmp_path):
+    common = ["--quick", "--out", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+              "--tag", "t", "--quiet", "--models", "bpr", "--datasets", SPEC,
+              "--set", "patience=50"]  # fmt: skip
+    assert accuracy_main([*common, "--epochs", "1"]) == 0
+    (entry,) = json.loads((tmp_path / "t.json").read_text())["entries"]
+    assert entry["last_epoch"] == 1 and entry["cut_by_epoch_cap"]
+    per_user = Path(entry["per_user"])
+    per_user.write_text(per_user.read_text().replace("\t0.", "\t9."))  # would be kept if reused
+    assert accuracy_main([*common, "--epochs", "3"]) == 0
+    (extended,) = json.loads((tmp_path / "t.json").read_text())["entries"]
+    assert not extended["reused"] and extended["epoch_cap"] == 3
+    assert extended["last_epoch"] == 3 and extended["run_dir"] == entry["run_dir"]
+    log = (Path(entry["run_dir"]) / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log] == [1, 2, 3]
+    assert "\t9." not in per_user.read_text()  # recomputed from the extended run's best.pt

@@ -111,6 +111,9 @@ def run_folder_state(
     """Whether ``out_dir`` is ``"new"`` (absent or empty), ``"partial"`` (a started run of this
     configuration: resume it) or ``"finished"`` (its ``metrics.json`` is written).
 
+    ``epochs`` alone may differ from the recorded run's: a run its cap ended, asked for more
+    epochs, is ``"partial"`` (resuming extends it); one that early stopping ended is finished.
+
     Raises:
         ConfigError: the folder holds a run of another configuration or dataset, or files
             that are not a run's.
@@ -136,17 +139,42 @@ def run_folder_state(
     changed = [
         f"{key}={old.get(key)!r} (now {new.get(key)!r})"
         for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
+        if old.get(key) != new.get(key) and key != "epochs"
     ]
     if changed:
         raise ConfigError(
             f"{out}: holds a run of another configuration: {', '.join(changed)}; "
             "use another output folder or delete it"
         )
-    if (out / "metrics.json").is_file():
+    training = recorded.get("training")
+    if training is None:  # best.pt only
+        if not (out / "metrics.json").is_file():
+            raise ConfigError(
+                f"{out}: holds best.pt but no last.pt; delete it to train this run again"
+            )
+        if old.get("epochs") != new.get("epochs"):
+            raise ConfigError(
+                f"{out}: holds a finished run without last.pt, so it cannot be trained to "
+                f"epochs={new.get('epochs')} (it had {old.get('epochs')}); use another folder"
+            )
         return "finished"
-    if not (out / "last.pt").is_file():
-        raise ConfigError(f"{out}: holds best.pt but no last.pt; delete it to train this run again")
+    return _state_under_cap(out, training, config.train)
+
+
+def _state_under_cap(out: Path, training: dict[str, Any], train_config: TrainConfig) -> RunState:
+    """A run's state when asked for ``train_config.epochs`` epochs, from ``last.pt``'s
+    ``training`` record: a run that its epoch cap ended is ``"partial"`` under a higher cap
+    (resuming it continues exactly as one run with that cap would, when ``eval_every``
+    divides the old cap); one that early stopping ended is finished under any cap it fits."""
+    epoch, cap = int(training["epoch"]), train_config.epochs
+    stopped_early = training["bad_evals"] >= train_config.patience > 0
+    if epoch > cap:
+        raise ConfigError(
+            f"{out}: holds a run trained for {epoch} epochs, more than epochs={cap}; raise "
+            "epochs, or use another output folder"
+        )
+    if (out / "metrics.json").is_file() and (stopped_early or epoch == cap):
+        return "finished"
     return "partial"
 
 
