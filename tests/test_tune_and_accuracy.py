@@ -217,6 +217,7 @@ def test_accuracy_extends_capped_runs_to_a_higher_cap(tmp_path):
     (entry,) = json.loads((tmp_path / "t.json").read_text())["entries"]
     assert entry["last_epoch"] == 1 and entry["cut_by_epoch_cap"]
     per_user = Path(entry["per_user"])
+    assert "\t0." in per_user.read_text()
     per_user.write_text(per_user.read_text().replace("\t0.", "\t9."))  # would be kept if reused
     assert accuracy_main([*common, "--epochs", "3"]) == 0
     (extended,) = json.loads((tmp_path / "t.json").read_text())["entries"]
