@@ -140,6 +140,27 @@ def test_contrastive_views_come_from_the_generated_graph():
     assert torch.allclose(out.structure_user[0], expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("reference", [False, True])
+def test_without_generated_graphs_the_views_stay_on_the_training_graph(reference):
+    data = tiny_dataset(modalities=MODALITIES)
+    model = build(data, generate_graphs=False, reference=reference)
+    optimizers = model.configure_optimizers(1e-2, 0.0)
+    for epoch in (1, 2, 3):
+        run_epoch(model, data, optimizers, epoch)
+    assert not bool(model.structure.generated)
+    assert bool((model.structure.topk_items == -1).all())
+    model.eval()
+    out = model.propagate()
+    expected = model.train_graph.to_user @ model.item_embedding.weight
+    for view in out.structure_user:
+        assert torch.allclose(view, expected, atol=1e-6)
+    with_graphs = build(data, reference=reference)
+    optimizers = with_graphs.configure_optimizers(1e-2, 0.0)
+    for epoch in (1, 2):
+        run_epoch(with_graphs, data, optimizers, epoch)
+    assert bool(with_graphs.structure.generated)  # the switch, not the schedule, kept it off
+
+
 def test_reference_mode_reproduces_the_released_code():
     data = tiny_dataset(modalities=MODALITIES)
     model = build(data, reference=True)

@@ -136,6 +136,10 @@ class MMSSL(Recommender):
         num_candidates: critic width; 0 = all ``I`` items (the paper), else ``C`` sampled items.
         symmetric_norm: LightGCN's :math:`D_u^{-1/2} R D_i^{-1/2}` on every graph instead of
             the released code's one-sided form (an ablation; ignored when ``reference``).
+        generate_graphs: build the modality-aware graphs :math:`\hat A^m`; ``False`` (an
+            ablation) keeps the training graph in their place for the whole run, so the
+            contrastive views and the attention input are ID embeddings propagated on the
+            observed interactions.
         reference: reproduce the released code (the starred deviations above).
         item_id_dropout: cold-start option (:class:`~mmgraph.nn.ItemIDDropout`): the chance
             that an item's ID row is zeroed in a training step; items without training
@@ -172,6 +176,7 @@ class MMSSL(Recommender):
         "min_topk": Interval(0, integer=True),
         "num_candidates": Interval(0, integer=True),
         "symmetric_norm": Flag(),
+        "generate_graphs": Flag(),
     }
 
     @classmethod
@@ -208,6 +213,7 @@ class MMSSL(Recommender):
         min_topk: int = 10,
         num_candidates: int = 0,
         symmetric_norm: bool = False,
+        generate_graphs: bool = True,
         reference: bool = False,
         item_id_dropout: float = 0.0,
     ) -> None:
@@ -233,6 +239,7 @@ class MMSSL(Recommender):
         self.reg_weight = reg_weight
         self.num_candidates = num_candidates
         self.reference = reference
+        self.generate_graphs = generate_graphs
         symmetric_norm = symmetric_norm and not reference
 
         self.add_id_embeddings(embedding_dim)
@@ -441,7 +448,7 @@ class MMSSL(Recommender):
             factor = LR_DECAY ** ((epoch - 1) / LR_DECAY_EPOCHS)
             for group in self._generator_optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * factor
-        if epoch > 1:
+        if epoch > 1 and self.generate_graphs:
             self.refresh_structure()
 
     @torch.no_grad()
@@ -477,7 +484,7 @@ class MMSSL(Recommender):
         generator_opt.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         generator_opt.step()
-        if self.reference:
+        if self.reference and self.generate_graphs:
             self._reference_structure_step(out, batch)
         terms["loss_critic"] = loss_critic
         return {key: value.detach() for key, value in terms.items()}
