@@ -87,6 +87,24 @@ def test_a_capped_run_is_partial_under_a_higher_cap_an_early_stopped_one_finishe
     assert run_folder_state(tmp_path / "stopped", config(600, 1), data) == "finished"
 
 
+def test_a_run_that_predates_a_new_key_matches_that_keys_default_only(tmp_path):
+    data = tiny_dataset()
+    make_trainer(data, tmp_path, epochs=2, patience=50).fit()
+    for name in ("last.pt", "best.pt"):  # as written before ``num_layers`` existed
+        checkpoint = torch.load(tmp_path / name, weights_only=True)
+        del checkpoint["config"]["num_layers"]
+        torch.save(checkpoint, tmp_path / name)
+
+    def config(**more):
+        values = {"epochs": 2, "seed": 7, "batch_size": 16, "patience": 50, **more}
+        return resolve_config(LightGCN, [("test", values)])
+
+    assert LightGCN.hyperparameters()["num_layers"] == 3
+    assert run_folder_state(tmp_path, config(), data) == "finished"
+    with pytest.raises(ConfigError, match="another configuration: num_layers=None \\(now 2\\)"):
+        run_folder_state(tmp_path, config(num_layers=2), data)
+
+
 def test_refuses_to_overwrite_a_previous_run(tmp_path):
     data = tiny_dataset()
     make_trainer(data, tmp_path, epochs=1).fit()

@@ -105,6 +105,14 @@ def _normalized(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(config))
 
 
+def _model_defaults(model: str) -> dict[str, Any]:
+    """The registered model's hyper-parameter defaults (``{}`` for an unknown name)."""
+    try:
+        return get_model(model).hyperparameters()
+    except ConfigError:
+        return {}
+
+
 def run_folder_state(
     out_dir: str | os.PathLike, config: RunConfig, dataset: InteractionDataset
 ) -> RunState:
@@ -136,10 +144,16 @@ def run_folder_state(
             f"{out}: holds a run on other data than {dataset.name!r}; use another output folder"
         )
     old, new = _normalized(recorded.get("config") or {}), _normalized(config.to_dict())
+    # a key the recorded run predates, asked for at its default: that run had the behaviour
+    added = {
+        key: value
+        for key, value in _normalized(_model_defaults(config.model)).items()
+        if key not in old and key in new and new[key] == value
+    }
     changed = [
         f"{key}={old.get(key)!r} (now {new.get(key)!r})"
         for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key) and key != "epochs"
+        if old.get(key) != new.get(key) and key != "epochs" and key not in added
     ]
     if changed:
         raise ConfigError(
