@@ -106,11 +106,14 @@ def _normalized(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model_defaults(model: str) -> dict[str, Any]:
-    """The registered model's hyper-parameter defaults (``{}`` for an unknown name)."""
+    """The registered model's hyper-parameter defaults as they read back from JSON (``{}``
+    for an unknown name; a default JSON cannot hold becomes its ``repr``, equal to no
+    recorded value)."""
     try:
-        return get_model(model).hyperparameters()
+        defaults = get_model(model).hyperparameters()
     except ConfigError:
         return {}
+    return json.loads(json.dumps(defaults, default=repr))
 
 
 def run_folder_state(
@@ -147,7 +150,7 @@ def run_folder_state(
     # a key the recorded run predates, asked for at its default: that run had the behaviour
     added = {
         key: value
-        for key, value in _normalized(_model_defaults(config.model)).items()
+        for key, value in _model_defaults(config.model).items()
         if key not in old and key in new and new[key] == value
     }
     changed = [
