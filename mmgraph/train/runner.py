@@ -149,7 +149,7 @@ def run_folder_state(
     old, new = _normalized(recorded.get("config") or {}), _normalized(config.to_dict())
     # a key the recorded run predates, asked for at its default: that run had the behaviour
     added = {
-        key: value
+        key
         for key, value in _model_defaults(config.model).items()
         if key not in old and key in new and new[key] == value
     }
