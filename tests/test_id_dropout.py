@@ -101,10 +101,15 @@ def test_item_dropout_rate_outside_zero_one_names_its_option():
         ItemDropout(1.0, torch.tensor([0]), 2)
 
 
-def test_freedom_item_dropout_scores_dropped_items_by_the_item_graph_alone():
+def _freedom_without_id_rows(model, without_id):
+    """``S @ Q' + sum_m W_m x_m`` (``Q'``: the ID table with the ``without_id`` rows zeroed)."""
+    zeroed = model.item_embedding.weight * (~without_id).unsqueeze(1)
+    return model.item_graph.to_dense() @ zeroed + sum(model.content().values())
+
+
+def test_freedom_item_dropout_scores_dropped_items_by_item_graph_and_content():
     """A dropped item has no edge in the epoch's graph and a zero ID row, so its training
-    embedding is the item-graph hop over the other items' IDs, ``S @ Q'`` (``Q'``: the ID
-    table with the dropped rows zeroed), exactly as an unseen item is ranked."""
+    embedding is the item-graph hop over the other items' IDs plus its projected content."""
     data = tiny_dataset(num_users=12, num_items=30, per_user=5, modalities={"a": 8, "b": 6})
     torch.manual_seed(0)
     model = get_model("freedom").from_dataset(data, item_dropout=0.4, dropout=0.0).train()
@@ -115,8 +120,7 @@ def test_freedom_item_dropout_scores_dropped_items_by_the_item_graph_alone():
     item_block = adj[model.num_users :, : model.num_users]
     assert (item_block[dropped] == 0).all() and (item_block[~dropped].sum(1) > 0).any()
     _, items = model.encode(model.pruned_adj)
-    zeroed = model.item_embedding.weight * (~dropped).unsqueeze(1)
-    expected = model.item_graph.to_dense() @ zeroed
+    expected = _freedom_without_id_rows(model, dropped)
     torch.testing.assert_close(items[dropped], expected[dropped])
 
 
@@ -131,6 +135,18 @@ def test_freedom_item_dropout_at_zero_keeps_the_pruned_graph_of_the_plain_model(
     assert torch.equal(plain.pruned_adj.to_dense(), option.pruned_adj.to_dense())
 
 
-def test_freedom_item_dropout_ranks_cold_items_with_zero_id_rows():
+def test_freedom_item_dropout_ranks_cold_items_by_item_graph_and_content_and_warm_as_before():
     data = tiny_dataset(num_users=12, num_items=30, per_user=5, modalities={"a": 8, "b": 6})
-    assert_cold_items_rank_as_zero_id_rows(get_model("freedom"), data, option="item_dropout")
+    torch.manual_seed(0)
+    model = get_model("freedom").from_dataset(data, item_dropout=0.5).eval()
+    cold = model.item_dropout.cold_items
+    assert cold.any()
+    users, items = model()
+    torch.testing.assert_close(items[cold], _freedom_without_id_rows(model, cold)[cold])
+    plain = get_model("freedom").from_dataset(data).eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        plain.item_embedding.weight[cold] = 0.0
+    plain_users, plain_items = plain()
+    torch.testing.assert_close(users, plain_users)
+    torch.testing.assert_close(items[~cold], plain_items[~cold])

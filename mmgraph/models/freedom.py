@@ -61,11 +61,12 @@ class FREEDOM(Recommender):
         item_id_dropout: cold-start option (:class:`~mmgraph.nn.ItemIDDropout`): the chance
             that an item's ID row is zeroed in a training step; items without training
             interactions are then ranked with a zero ID row. 0 (default) turns it off.
-        item_dropout: cold-start option (:class:`~mmgraph.nn.ItemDropout`): the fraction of
-            items whose ID rows are zeroed and whose edges are left out of the user–item graph
-            for an epoch (before the pruning), so that BPR trains on them as the unseen items
-            are ranked: by the item-graph hop over their neighbours' IDs alone. Ranking zeroes
-            the ID rows of items without training interactions. 0 (default) turns it off.
+        item_dropout: cold-start option (:class:`~mmgraph.nn.ItemDropout`, as DropoutNet):
+            the fraction of items whose ID rows are zeroed and whose edges are left out of the
+            user–item graph for an epoch (before the pruning); such an item is represented by
+            the item-graph hop plus its projected content :math:`\sum_m W_m x_m`, which BPR
+            then trains against the warm items. Ranking treats the items without training
+            interactions the same way. 0 (default) turns it off.
     """
 
     name = "freedom"
@@ -142,7 +143,11 @@ class FREEDOM(Recommender):
         item_ids = self.item_dropout(self.id_dropout(self.item_embedding.weight))
         x = torch.cat([self.user_embedding.weight, item_ids])
         users, items = torch.split(self.encoder(x, adj), [self.num_users, self.num_items])
-        return users, items + self.item_propagation(item_ids, self.item_graph, self.item_graph_t)
+        items = items + self.item_propagation(item_ids, self.item_graph, self.item_graph_t)
+        if self.item_dropout.p:
+            content = sum(self.content().values())
+            items = torch.where(self.item_dropout.without_id().unsqueeze(1), items + content, items)
+        return users, items
 
     def forward(self) -> Embeddings:
         return self.encode(self.adj)

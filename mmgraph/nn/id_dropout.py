@@ -71,7 +71,8 @@ class ItemDropout(ItemIDDropout):
     on their interactions, so that the content path must score them.
 
     Call :meth:`resample` before each epoch, then use the same draw for the ID table
-    (:meth:`forward`) and the graph (:meth:`kept_edges`). In eval mode it zeroes the ID rows of
+    (:meth:`forward`), the graph (:meth:`kept_edges`) and the model's content path for those
+    items (:meth:`without_id`). In eval mode it zeroes the ID rows of
     the items without training interactions (as :class:`ItemIDDropout`). With ``p = 0``
     nothing is drawn and both calls return their input.
 
@@ -99,8 +100,12 @@ class ItemDropout(ItemIDDropout):
         zeroed."""
         if self.p == 0.0:
             return table
-        zeroed = self.dropped if self.training else self.cold_items
-        return table * (~zeroed).unsqueeze(1).to(table.dtype)
+        return table * (~self.without_id()).unsqueeze(1).to(table.dtype)
+
+    def without_id(self) -> Tensor:
+        """``[I]`` the items scored without an ID row: this epoch's dropped items (training) or
+        the items without training interactions (eval)."""
+        return self.dropped if self.training else self.cold_items
 
     def kept_edges(self, edge_index: Tensor) -> Tensor:
         """``[2, E]`` (user, item) pairs -> those whose item is not dropped this epoch."""
