@@ -156,15 +156,15 @@ def assert_bpr_and_preference_reg_terms(
 
 
 def assert_cold_items_rank_as_zero_id_rows(
-    model_cls: type[Recommender], data: InteractionDataset, option: str = "item_id_dropout"
+    model_cls: type[Recommender], data: InteractionDataset
 ) -> None:
-    """In eval mode, a model with the cold-start ``option`` ranks the items without training
+    """In eval mode, a model with ``item_id_dropout`` ranks the items without training
     interactions (there must be some) as the same model whose ID rows of those items are zero."""
     cold = torch.ones(data.num_items, dtype=torch.bool)
     cold[data.edge_index("train")[1]] = False
     assert cold.any()
     torch.manual_seed(0)
-    with_option = model_cls.from_dataset(data, **{option: 0.5}).eval()
+    with_option = model_cls.from_dataset(data, item_id_dropout=0.5).eval()
     plain = model_cls.from_dataset(data).eval()
     plain.load_state_dict(with_option.state_dict())
     users = torch.arange(data.num_users)
