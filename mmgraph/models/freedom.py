@@ -63,10 +63,11 @@ class FREEDOM(Recommender):
             interactions are then ranked with a zero ID row. 0 (default) turns it off.
         item_dropout: cold-start option (:class:`~mmgraph.nn.ItemDropout`, as DropoutNet):
             the fraction of items whose ID rows are zeroed and whose edges are left out of the
-            user–item graph for an epoch (before the pruning); such an item is represented by
-            the item-graph hop plus its projected content :math:`\sum_m W_m x_m`, which BPR
-            then trains against the warm items. Ranking treats the items without training
-            interactions the same way. 0 (default) turns it off.
+            user–item graph for an epoch (before the pruning), and every item's embedding gets
+            its projected content :math:`\sum_m W_m x_m` added, so that BPR trains the dropped
+            items' score (item-graph hop plus content) on the same scale as the others'. Ranking
+            zeroes the ID rows of items without training interactions. 0 (default) turns it
+            off.
     """
 
     name = "freedom"
@@ -144,9 +145,8 @@ class FREEDOM(Recommender):
         x = torch.cat([self.user_embedding.weight, item_ids])
         users, items = torch.split(self.encoder(x, adj), [self.num_users, self.num_items])
         items = items + self.item_propagation(item_ids, self.item_graph, self.item_graph_t)
-        if self.item_dropout.p:
-            content = sum(self.content().values())
-            items = torch.where(self.item_dropout.without_id().unsqueeze(1), items + content, items)
+        if self.item_dropout.p:  # every item carries its content, so one scale serves both
+            items = items + sum(self.content().values())
         return users, items
 
     def forward(self) -> Embeddings:

@@ -71,8 +71,7 @@ class ItemDropout(ItemIDDropout):
     on their interactions, so that the content path must score them.
 
     Call :meth:`resample` before each epoch, then use the same draw for the ID table
-    (:meth:`forward`), the graph (:meth:`kept_edges`) and the model's content path for those
-    items (:meth:`without_id`). In eval mode it zeroes the ID rows of
+    (:meth:`forward`) and the graph (:meth:`kept_edges`). In eval mode it zeroes the ID rows of
     the items without training interactions (as :class:`ItemIDDropout`). With ``p = 0``
     nothing is drawn and both calls return their input.
 
