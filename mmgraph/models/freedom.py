@@ -15,7 +15,7 @@ from mmgraph.data.sampling import Batch
 from mmgraph.models.base import Embeddings, Recommender
 from mmgraph.nn.conv import LightGCNEncoder
 from mmgraph.nn.encoders import ModalityProjection
-from mmgraph.nn.id_dropout import ItemDropout, ItemIDDropout
+from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import ItemGraphPropagation
 from mmgraph.nn.losses import triple_bpr_loss
 from mmgraph.nn.perturb import degree_sensitive_edge_sample
@@ -61,13 +61,6 @@ class FREEDOM(Recommender):
         item_id_dropout: cold-start option (:class:`~mmgraph.nn.ItemIDDropout`): the chance
             that an item's ID row is zeroed in a training step; items without training
             interactions are then ranked with a zero ID row. 0 (default) turns it off.
-        item_dropout: cold-start option (:class:`~mmgraph.nn.ItemDropout`, as DropoutNet):
-            the fraction of items whose ID rows are zeroed and whose edges are left out of the
-            user–item graph for an epoch (before the pruning), and every item's embedding gets
-            its projected content :math:`\sum_m W_m x_m` added, so that BPR trains the dropped
-            items' score (item-graph hop plus content) on the same scale as the others'. Ranking
-            zeroes the ID rows of items without training interactions. 0 (default) turns it
-            off.
     """
 
     name = "freedom"
@@ -95,12 +88,10 @@ class FREEDOM(Recommender):
         dropout: float = 0.8,
         reg_weight: float = 1e-3,
         item_id_dropout: float = 0.0,
-        item_dropout: float = 0.0,
     ) -> None:
         super().__init__(num_users, num_items, train_edge_index)
         self.add_id_embeddings(embedding_dim)
         self.id_dropout = ItemIDDropout(item_id_dropout, train_edge_index[1], num_items)
-        self.item_dropout = ItemDropout(item_dropout, train_edge_index[1], num_items)
         self.encoder = LightGCNEncoder(num_layers)
         self.item_propagation = ItemGraphPropagation(item_graph_layers, residual=False)
         self.content = ModalityProjection(features, embedding_dim)
@@ -126,28 +117,21 @@ class FREEDOM(Recommender):
         self.content.reset_parameters()
 
     def on_epoch_start(self, epoch: int) -> None:
-        """Draw this epoch's dropped items and pruned training graph (torch's global
-        generator)."""
-        if self.dropout == 0.0 and self.item_dropout.p == 0.0:
+        """Draw this epoch's pruned training graph (torch's global generator)."""
+        if self.dropout == 0.0:
             self.pruned_adj = self.adj
             return
-        self.item_dropout.resample()
-        kept = self.item_dropout.kept_edges(self.train_edges)
-        if self.dropout:
-            kept = degree_sensitive_edge_sample(
-                kept, self.num_users, self.num_items, 1.0 - self.dropout
-            )
+        kept = degree_sensitive_edge_sample(
+            self.train_edges, self.num_users, self.num_items, 1.0 - self.dropout
+        )
         self.pruned_adj = user_item_adjacency(kept, self.num_users, self.num_items)
 
     def encode(self, adj: Tensor) -> Embeddings:
         """``([U, d], [I, d])`` propagated over the user–item graph ``adj``."""
-        item_ids = self.item_dropout(self.id_dropout(self.item_embedding.weight))
+        item_ids = self.id_dropout(self.item_embedding.weight)
         x = torch.cat([self.user_embedding.weight, item_ids])
         users, items = torch.split(self.encoder(x, adj), [self.num_users, self.num_items])
-        items = items + self.item_propagation(item_ids, self.item_graph, self.item_graph_t)
-        if self.item_dropout.p:  # every item carries its content, so one scale serves both
-            items = items + sum(self.content().values())
-        return users, items
+        return users, items + self.item_propagation(item_ids, self.item_graph, self.item_graph_t)
 
     def forward(self) -> Embeddings:
         return self.encode(self.adj)

@@ -196,6 +196,5 @@ COMMON_RULES: dict[str, Rule] = {
     "reg_weight": NON_NEGATIVE,
     "dropout": DROP_PROBABILITY,
     "item_id_dropout": DROP_PROBABILITY,
-    "item_dropout": DROP_PROBABILITY,
     "reference": Flag(),
 }

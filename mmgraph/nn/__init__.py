@@ -40,7 +40,7 @@ from mmgraph.nn.hypergraph import (
     MembershipNoise,
     interaction_matrix,
 )
-from mmgraph.nn.id_dropout import ItemDropout, ItemIDDropout
+from mmgraph.nn.id_dropout import ItemIDDropout
 from mmgraph.nn.item_graph import (
     ItemGraphPropagation,
     LatentItemGraph,
@@ -109,7 +109,6 @@ __all__ = [
     "FineCoarseContrast",
     "GaussianDiffusion",
     "GraphPerturbation",
-    "ItemDropout",
     "ItemGraphPropagation",
     "ItemIDDropout",
     "LatentItemGraph",
